@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint docs install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/paystream demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check paystream tests
+	$(BIN)/ruff format --check paystream tests
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/paystream topics doc --write README.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info

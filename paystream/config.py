@@ -1,0 +1,73 @@
+"""Configuration: one settings object, read from ``PAYSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".paystream"
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "paystream"
+
+
+class PaystreamSettings(BaseSettings):
+    """Every knob of paystream; each field is set by ``PAYSTREAM_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYSTREAM_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Bootstrap servers of an existing cluster; unset means the local broker.",
+    )
+    home: Path = Field(
+        default_factory=_default_home,
+        description="State directory: local broker data, pid file, default SQLite database.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache,
+        description="Where the Kafka jars resolved by Maven are kept (outside the repository).",
+    )
+    namespace: str = Field(
+        default="paystream",
+        pattern=r"^[A-Za-z0-9._-]{1,80}$",
+        description="Prefix of every topic and consumer group, so several stacks share a cluster.",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent-compatible Schema Registry; unset means schemas/manifest.json.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the read models; unset means an SQLite file in home.",
+    )
+    max_amount_minor: int = Field(
+        default=10_000_000,
+        gt=0,
+        description="Largest single payment, in minor units, for currencies without an override.",
+    )
+    max_amount_minor_by_currency: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-currency maximum in minor units, e.g. {"JPY": 1000000}.',
+    )
+    broker_heap: str = Field(default="512m", description="Heap size of the local broker's JVM.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="Consumer-group session timeout; joining a group takes about half of it.",
+    )
+
+    def resolved_database_url(self) -> str:
+        """The read-model database URL, defaulting to an SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'paystream.db'}"
+
+    def max_amount_for(self, currency: str) -> int:
+        """The configured single-payment maximum for ``currency``, in minor units."""
+        return self.max_amount_minor_by_currency.get(currency, self.max_amount_minor)

@@ -1,0 +1,157 @@
+"""``PaymentsClient``: how outside code publishes payment orders to paystream (asyncio).
+
+Example::
+
+    async with PaymentsClient("127.0.0.1:9092") as client:
+        receipt = await client.request_payment(
+            idempotency_key="order-1001-try",
+            merchant_id="shop-42",
+            order_id="1001",
+            user_id="u-7",
+            amount=Money(1999, "CNY"),
+            method=PaymentMethod.ALIPAY,
+        )
+        print(receipt.payment_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from aiokafka import AIOKafkaProducer
+
+from paystream.events.identity import idempotency_scope, payment_id_for
+from paystream.events.money import Money
+from paystream.events.records import PaymentMethod, RequestPayment, utc_now
+from paystream.events.schema_store import ManifestSchemas, SchemaCatalogue
+from paystream.events.topics import TopicCatalogue
+from paystream.events.wire import EventCodec
+
+
+class MissingIdempotencyKey(ValueError):
+    """Every command needs a client idempotency key: retries are only safe with one."""
+
+
+@dataclass(frozen=True)
+class PaymentReceipt:
+    """Proof that the broker durably stored a command, and the payment id it maps to."""
+
+    payment_id: str
+    command_id: str
+    idempotency_key: str
+    partition: int
+    offset: int
+
+
+class PaymentsClient:
+    """Publishes payment commands; stored means acknowledged by all in-sync replicas."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        namespace: str = "paystream",
+        schemas: SchemaCatalogue | None = None,
+        linger_ms: int = 5,
+    ) -> None:
+        self._topic = TopicCatalogue(namespace).commands.name
+        self._codec = EventCodec(schemas or ManifestSchemas())
+        # Idempotent producer: a retry inside the client never writes the command twice.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+        )
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect to the cluster."""
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush what is pending and disconnect."""
+        await self._producer.stop()
+
+    async def request_payment(
+        self,
+        *,
+        idempotency_key: str,
+        merchant_id: str,
+        order_id: str,
+        user_id: str,
+        amount: Money,
+        method: PaymentMethod = PaymentMethod.UNSPECIFIED,
+        channel: str | None = None,
+        device_id: str | None = None,
+        client_ip: str | None = None,
+        account_fingerprint: str | None = None,
+        region: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> PaymentReceipt:
+        """Ask for a payment; repeating the call with the same key is safe and changes nothing."""
+        command = RequestPayment(
+            command_id=str(uuid.uuid4()),
+            idempotency_key=idempotency_key,
+            issued_at=utc_now(),
+            merchant_id=merchant_id,
+            order_id=order_id,
+            user_id=user_id,
+            amount_minor=amount.amount_minor,
+            currency=amount.currency,
+            method=method,
+            channel=channel,
+            description=description,
+            device_id=device_id,
+            client_ip=client_ip,
+            account_fingerprint=account_fingerprint,
+            region=region,
+            metadata=metadata or {},
+        )
+        return await self.publish(command)
+
+    async def publish(self, command: RequestPayment) -> PaymentReceipt:
+        """Publish a prepared command as it is; the processor, not the client, judges it."""
+        (receipt,) = await self.publish_many([command])
+        return receipt
+
+    async def publish_many(self, commands: Iterable[RequestPayment]) -> list[PaymentReceipt]:
+        """Publish many commands pipelined (one round trip per batch, not per command)."""
+        pending = [(command, await self._send(command)) for command in commands]
+        stored = await asyncio.gather(*(future for _, future in pending))
+        return [
+            PaymentReceipt(
+                payment_id=payment_id_for(command.merchant_id, command.idempotency_key),
+                command_id=command.command_id,
+                idempotency_key=command.idempotency_key,
+                partition=metadata.partition,
+                offset=metadata.offset,
+            )
+            for (command, _), metadata in zip(pending, stored, strict=True)
+        ]
+
+    async def _send(self, command: RequestPayment) -> asyncio.Future[object]:
+        if not command.idempotency_key:
+            raise MissingIdempotencyKey(f"command {command.command_id} has no idempotency key")
+        key = idempotency_scope(command.merchant_id, command.idempotency_key)
+        future: asyncio.Future[object] = await self._producer.send(
+            self._topic, value=self._codec.encode(command), key=key.encode()
+        )
+        return future

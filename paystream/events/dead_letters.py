@@ -1,0 +1,37 @@
+"""Building dead letters: the original message, whole, with where it came from and why."""
+
+from __future__ import annotations
+
+from paystream.events.identity import derived_id
+from paystream.events.records import DeadLetter, utc_now
+from paystream.events.wire import DecodeError
+
+
+def dead_letter_for(
+    *,
+    processor: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    payload: bytes | None,
+    error: Exception,
+) -> DeadLetter:
+    """A DeadLetter for the message at ``topic``/``partition``/``offset`` that ``error`` stopped.
+
+    The id is derived from the log position, so dead-lettering the same message again after a
+    crash yields the same id.
+    """
+    kind = error.kind if isinstance(error, DecodeError) else type(error).__name__
+    return DeadLetter(
+        dead_letter_id=derived_id(topic, partition, offset, "dead-letter"),
+        failed_at=utc_now(),
+        processor=processor,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key=key,
+        payload=payload or b"",
+        error_type=kind,
+        reason=str(error),
+    )

@@ -1,0 +1,102 @@
+"""The Faust app: one worker process runs every stream processor of a namespace.
+
+Topics are declared raw (bytes in, bytes out) and decoded by our codec inside the agent, so a
+message that does not decode is dead-lettered with its reason instead of crashing the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from paystream.config import PaystreamSettings
+from paystream.events.dead_letters import dead_letter_for
+from paystream.events.records import RequestPayment, utc_now
+from paystream.events.schema_store import schema_catalogue
+from paystream.events.topics import TopicCatalogue, TopicSpec
+from paystream.events.wire import DecodeError, EventCodec
+from paystream.streams.intake import PaymentIntake
+from paystream.streams.validation import ValidationPolicy
+
+INTAKE = "intake"
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
+    """The Faust app for ``settings.namespace`` with every processor installed."""
+    catalogue = TopicCatalogue(settings.namespace)
+    session_timeout = settings.session_timeout_ms / 1000
+    app = faust.App(
+        f"{settings.namespace}.streams",
+        broker=_broker_urls(bootstrap),
+        autodiscover=False,
+        store="memory://",
+        topic_partitions=catalogue.commands.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(session_timeout / 5, 0.5),
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+    )
+    install_intake(app, catalogue, settings)
+    return app
+
+
+def raw_topic(app: faust.App, spec: TopicSpec) -> Any:
+    """A Faust topic that passes key and value bytes through untouched."""
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+        retention=None,
+    )
+
+
+def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: PaystreamSettings) -> None:
+    """The intake agent: RequestPayment in, PaymentAccepted/Rejected/CommandDeduplicated out."""
+    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
+    commands = raw_topic(app, catalogue.commands)
+    events = raw_topic(app, catalogue.events)
+    dead_letters = raw_topic(app, catalogue.dead_letters)
+    seen_keys = app.Table(
+        "idempotency-keys",
+        # str keys travel raw (UTF-8); values are JSON dicts (the app's default serializer).
+        key_type=str,
+        partitions=catalogue.commands.partitions,
+    )
+    intake = PaymentIntake(ValidationPolicy.from_settings(settings), seen_keys)
+
+    async def intake_agent(stream: AsyncIterator[Any]) -> None:
+        async for event in stream.events():  # type: ignore[attr-defined]
+            message = event.message
+            try:
+                command = codec.decode_as(event.value, [RequestPayment])
+            except DecodeError as error:
+                letter = dead_letter_for(
+                    processor=INTAKE,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=event.key,
+                    payload=event.value,
+                    error=error,
+                )
+                await dead_letters.send(key=event.key, value=codec.encode(letter))
+                continue
+            outcome = intake.handle(command, utc_now())
+            await events.send(key=outcome.payment_id.encode(), value=codec.encode(outcome))
+
+    app.agent(commands, name=INTAKE)(intake_agent)

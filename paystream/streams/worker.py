@@ -1,0 +1,20 @@
+"""Running the stream processors as a worker process (``paystream worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from paystream.config import PaystreamSettings
+from paystream.events.admin import ensure_topics
+from paystream.events.topics import TopicCatalogue
+from paystream.streams.app import create_app
+
+
+def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WARNING") -> None:
+    """Create the catalogue's topics if missing, then run the Faust worker until signalled."""
+    asyncio.run(ensure_topics(bootstrap, TopicCatalogue(settings.namespace)))
+    app = create_app(settings, bootstrap)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
