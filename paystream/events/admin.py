@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -32,11 +33,20 @@ async def ensure_topics(
     replication_factor: int = REPLICATION_FACTOR,
 ) -> list[str]:
     """Create the catalogue's missing topics; returns the names created (none when all exist)."""
+    return await create_missing_topics(bootstrap, catalogue.all(), replication_factor)
+
+
+async def create_missing_topics(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    replication_factor: int = REPLICATION_FACTOR,
+) -> list[str]:
+    """Create those of ``specs`` that do not exist yet; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in catalogue.all() if spec.name not in existing]
+        missing = [spec for spec in specs if spec.name not in existing]
         if not missing:
             return []
         response = await admin.create_topics(
@@ -47,7 +57,7 @@ async def ensure_topics(
         await admin.close()
 
 
-def _created(topic_errors: Iterable[tuple[object, ...]]) -> list[str]:
+def _created(topic_errors: Iterable[Any]) -> list[str]:
     created = []
     for name, code, *message in topic_errors:
         error = for_code(int(code)) if code else None

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from paystream.events.identity import idempotency_scope, payment_id_for
 from paystream.events.money import Money
@@ -147,11 +148,11 @@ class PaymentsClient:
             for (command, _), metadata in zip(pending, stored, strict=True)
         ]
 
-    async def _send(self, command: RequestPayment) -> asyncio.Future[object]:
+    async def _send(self, command: RequestPayment) -> asyncio.Future[RecordMetadata]:
         if not command.idempotency_key:
             raise MissingIdempotencyKey(f"command {command.command_id} has no idempotency key")
         key = idempotency_scope(command.merchant_id, command.idempotency_key)
-        future: asyncio.Future[object] = await self._producer.send(
+        future: asyncio.Future[RecordMetadata] = await self._producer.send(
             self._topic, value=self._codec.encode(command), key=key.encode()
         )
         return future

@@ -10,7 +10,6 @@ import dataclasses
 import typing
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 from typing import Any, ClassVar, Self
 
 from paystream.events.money import Money
@@ -43,14 +42,18 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-@cache
+_ENUM_FIELDS: dict[str, dict[str, type[StrEnum]]] = {}
+
+
 def _enum_fields(cls: type) -> dict[str, type[StrEnum]]:
-    hints = typing.get_type_hints(cls)
-    return {
-        name: hint
-        for name, hint in hints.items()
-        if isinstance(hint, type) and issubclass(hint, StrEnum)
-    }
+    # Resolved once per class: get_type_hints evaluates the string annotations.
+    if cls.__qualname__ not in _ENUM_FIELDS:
+        _ENUM_FIELDS[cls.__qualname__] = {
+            name: hint
+            for name, hint in typing.get_type_hints(cls).items()
+            if isinstance(hint, type) and issubclass(hint, StrEnum)
+        }
+    return _ENUM_FIELDS[cls.__qualname__]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

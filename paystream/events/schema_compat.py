@@ -32,7 +32,8 @@ def _parse(definition: dict[str, Any]) -> avro.schema.Schema:
 
 def read_problems(reader: dict[str, Any], writer: dict[str, Any]) -> tuple[str, ...]:
     """What stops ``reader`` from reading data written with ``writer``; empty when it can."""
-    result = ReaderWriterCompatibilityChecker().get_compatibility(_parse(reader), _parse(writer))
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(_parse(reader), _parse(writer))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return ()
     kinds = sorted(str(kind.value) for kind in result.incompatibilities)

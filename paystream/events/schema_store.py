@@ -76,12 +76,14 @@ class ManifestSchemas:
         self._by_id: dict[int, SchemaVersion] = {}
         self._latest: dict[str, SchemaVersion] = {}
         for entry in load_manifest_entries():
-            self._add(SchemaVersion(
-                schema_id=entry["id"],
-                subject=entry["subject"],
-                version=entry["version"],
-                definition=_read_schema_file(entry["file"]),
-            ))
+            self._add(
+                SchemaVersion(
+                    schema_id=entry["id"],
+                    subject=entry["subject"],
+                    version=entry["version"],
+                    definition=_read_schema_file(entry["file"]),
+                )
+            )
 
     def _add(self, schema: SchemaVersion) -> None:
         self._by_id[schema.schema_id] = schema
@@ -120,7 +122,9 @@ class RegistrySchemas:
     that returns its id); ids written by other producers are fetched once and cached.
     """
 
-    def __init__(self, url: str, local: ManifestSchemas | None = None, timeout: float = 10.0):
+    def __init__(
+        self, url: str, local: ManifestSchemas | None = None, timeout: float = 10.0
+    ) -> None:
         self._url = url.rstrip("/")
         self._local = local or ManifestSchemas()
         self._timeout = timeout

@@ -6,10 +6,10 @@ message that does not decode is dead-lettered with its reason instead of crashin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+from faust.types import StreamT
 
 from paystream.config import PaystreamSettings
 from paystream.events.dead_letters import dead_letter_for
@@ -79,8 +79,8 @@ def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: Paystrea
     )
     intake = PaymentIntake(ValidationPolicy.from_settings(settings), seen_keys)
 
-    async def intake_agent(stream: AsyncIterator[Any]) -> None:
-        async for event in stream.events():  # type: ignore[attr-defined]
+    async def intake_agent(stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
             message = event.message
             try:
                 command = codec.decode_as(event.value, [RequestPayment])

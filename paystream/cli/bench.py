@@ -1,0 +1,48 @@
+"""``paystream bench ...``: benchmarks that print figures and a same-run baseline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from paystream.config import PaystreamSettings
+from paystream.deploy.local_kafka import BrokerUnavailable, LocalKafka
+from paystream.deploy.toolchain import ToolchainMissing
+
+bench_app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    messages: Annotated[int, typer.Option(help="Commands to push through each run.")] = 30_000,
+) -> None:
+    """Bare aiokafka relay vs the intake processor on one broker: messages/s and their ratio."""
+    from paystream.bench.pipeline import run_pipeline_bench
+
+    settings = PaystreamSettings()
+    local = None if settings.kafka_bootstrap else LocalKafka(settings)
+    was_running = False
+    try:
+        was_running = local is not None and local.status() is not None
+        bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)
+        rates = run_pipeline_bench(settings, bootstrap, messages)
+    except (ToolchainMissing, BrokerUnavailable, TimeoutError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        if local is not None and not was_running:
+            local.stop()
+    table = Table(title=f"pipeline benchmark, {messages:,} messages, one broker")
+    for column in ("run", "messages", "seconds", "messages/s"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for rate in rates:
+        table.add_row(
+            rate.name, f"{rate.messages:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}"
+        )
+    console.print(table)
+    relay, processor = rates[0], rates[1]
+    console.print(f"intake processor / bare relay = {processor.per_second / relay.per_second:.3f}")

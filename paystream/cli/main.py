@@ -1,0 +1,128 @@
+"""The ``paystream`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from paystream.cli.bench import bench_app
+from paystream.cli.kafka import kafka_app
+from paystream.config import PaystreamSettings
+from paystream.deploy.local_kafka import BrokerUnavailable, LocalKafka, resolve_bootstrap
+from paystream.deploy.toolchain import ToolchainMissing
+from paystream.events.admin import ensure_topics
+from paystream.events.schema_store import schema_catalogue
+from paystream.events.topic_reference import replace_reference, topic_reference
+from paystream.events.topics import TopicCatalogue
+from paystream.events.wire import EventCodec
+from paystream.projections.database import open_database
+from paystream.projections.payment_status import PaymentStatusProjection
+from paystream.projections.projector import Projector
+
+app = typer.Typer(
+    help="paystream: event-sourced payments on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+topics_app = typer.Typer(help="The topic catalogue.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka", help="The local Apache Kafka broker.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(bench_app, name="bench", help="Benchmarks that print figures with a baseline.")
+console = Console()
+
+
+def _bootstrap(settings: PaystreamSettings) -> str:
+    try:
+        return resolve_bootstrap(settings)
+    except BrokerUnavailable as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(loglevel: str = "WARNING") -> None:
+    """Run the stream processors (intake) until stopped."""
+    from paystream.streams.worker import run_worker
+
+    settings = PaystreamSettings()
+    run_worker(settings, _bootstrap(settings), loglevel)
+
+
+@app.command()
+def project() -> None:
+    """Run the payment-status projection until stopped."""
+    settings = PaystreamSettings()
+    bootstrap = _bootstrap(settings)
+    catalogue = TopicCatalogue(settings.namespace)
+    asyncio.run(ensure_topics(bootstrap, catalogue))
+    projector = Projector(
+        bootstrap=bootstrap,
+        topic=catalogue.events.name,
+        dead_letter_topic=catalogue.dead_letters.name,
+        projection=PaymentStatusProjection(),
+        engine=open_database(settings.resolved_database_url()),
+        codec=EventCodec(schema_catalogue(settings.schema_registry_url)),
+        group_id=f"{settings.namespace}.projection.payment-status",
+    )
+    asyncio.run(_run_until_signalled(projector))
+
+
+async def _run_until_signalled(projector: Projector) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await projector.run(stop)
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="Distinct orders to publish.")] = 3000,
+    keep_up: Annotated[bool, typer.Option(help="Leave the local broker running.")] = False,
+) -> None:
+    """Start the stack, push a realistic batch through it, print a summary, stop the stack."""
+    from paystream.demo.run import DemoFailed, run_pipeline, summary_table
+
+    settings = PaystreamSettings()
+    local = None if settings.kafka_bootstrap else LocalKafka(settings)
+    try:
+        was_running = local is not None and local.status() is not None
+        bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)
+        console.print(f"Kafka at [bold]{bootstrap}[/bold], namespace {settings.namespace}")
+        result = run_pipeline(settings, bootstrap, orders, console)
+        console.print(summary_table(result))
+    except (ToolchainMissing, BrokerUnavailable, DemoFailed) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        if local is not None and not keep_up and not was_running:
+            local.stop()
+            console.print("Stopped the local broker (use --keep-up to leave it running).")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the catalogue's missing topics."""
+    settings = PaystreamSettings()
+    created = asyncio.run(ensure_topics(_bootstrap(settings), TopicCatalogue(settings.namespace)))
+    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@topics_app.command("doc")
+def topics_doc(
+    write: Annotated[
+        Path | None, typer.Option(help="Update this file between its markers.")
+    ] = None,
+) -> None:
+    """Print the topic reference, or write it into a document between its markers."""
+    reference = topic_reference()
+    if write is None:
+        print(reference)
+        return
+    write.write_text(replace_reference(write.read_text(), reference))
+    console.print(f"updated the topic reference in {write}")

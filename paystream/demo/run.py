@@ -1,0 +1,201 @@
+"""``paystream demo``: the whole pipeline on a realistic batch, with progress and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from paystream.config import PaystreamSettings
+from paystream.demo.orders import OrderBatch, realistic_batch
+from paystream.demo.tally import LogFollower, LogTally, end_offsets
+from paystream.events.admin import ensure_topics
+from paystream.events.client import PaymentsClient
+from paystream.events.schema_store import schema_catalogue
+from paystream.events.topics import TopicCatalogue
+from paystream.events.wire import EventCodec
+from paystream.projections.database import open_database
+from paystream.projections.models import PaymentStatus
+from paystream.stack import ChildProcess, StackEnvironment
+
+PUBLISH_CHUNK = 250
+
+
+class DemoFailed(RuntimeError):
+    """The pipeline did not process the batch in time; the message carries the logs' tails."""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo published and what the pipeline made of it."""
+
+    batch: OrderBatch
+    tally: LogTally
+    projected: int
+    seconds: float
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+async def publish_batch(
+    bootstrap: str, catalogue: TopicCatalogue, batch: OrderBatch, progress: Progress
+) -> None:
+    """Publish every command through PaymentsClient, then the poison messages raw."""
+    task = progress.add_task("publishing orders", total=len(batch.commands) + len(batch.poison))
+    async with PaymentsClient(bootstrap, namespace=catalogue.namespace) as client:
+        for start in range(0, len(batch.commands), PUBLISH_CHUNK):
+            chunk = batch.commands[start : start + PUBLISH_CHUNK]
+            await client.publish_many(chunk)
+            progress.advance(task, len(chunk))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for poison in batch.poison:
+            await producer.send_and_wait(catalogue.commands.name, poison, key=b"poison")
+            progress.advance(task)
+    finally:
+        await producer.stop()
+
+
+def projected_count(database_url: str, payment_ids: set[str]) -> int:
+    """How many of ``payment_ids`` the payment-status read model holds."""
+    engine = open_database(database_url)
+    try:
+        with Session(engine) as session:
+            ids = list(payment_ids)
+            return sum(
+                session.scalar(
+                    select(func.count()).where(PaymentStatus.payment_id.in_(ids[i : i + 500]))
+                )
+                or 0
+                for i in range(0, len(ids), 500)
+            )
+    finally:
+        engine.dispose()
+
+
+async def follow_pipeline(
+    bootstrap: str,
+    codec: EventCodec,
+    start: dict[TopicPartition, int],
+    batch: OrderBatch,
+    progress: Progress,
+    timeout: float,
+) -> LogTally:
+    """Watch the log until every command and poison message is accounted for."""
+    expected = len(batch.commands) + len(batch.poison)
+    task = progress.add_task("processed by the worker", total=expected)
+    deadline = time.monotonic() + timeout
+    async with LogFollower(bootstrap, codec, start) as follower:
+        while follower.tally.processed < expected:
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"only {follower.tally.processed} of {expected} processed")
+            await follower.poll()
+            progress.update(task, completed=follower.tally.processed)
+        return follower.tally
+
+
+async def wait_projected(
+    database_url: str, batch: OrderBatch, progress: Progress, timeout: float
+) -> int:
+    """Wait until the read model holds every payment of the batch."""
+    wanted = set(batch.expected)
+    task = progress.add_task("projected to the read model", total=len(wanted))
+    deadline = time.monotonic() + timeout
+    count = 0
+    while count < len(wanted) and time.monotonic() < deadline:
+        count = await asyncio.to_thread(projected_count, database_url, wanted)
+        progress.update(task, completed=count)
+        await asyncio.sleep(0.3)
+    return count
+
+
+async def drive(
+    environment: StackEnvironment, batch: OrderBatch, console: Console, timeout: float
+) -> DemoResult:
+    """Publish the batch and follow it through the worker and the projection."""
+    catalogue = TopicCatalogue(environment.namespace)
+    codec = EventCodec(schema_catalogue(None))
+    start = await end_offsets(
+        environment.bootstrap, [catalogue.events.name, catalogue.dead_letters.name]
+    )
+    began = time.monotonic()
+    with _progress(console) as progress:
+        await publish_batch(environment.bootstrap, catalogue, batch, progress)
+        tally = await follow_pipeline(environment.bootstrap, codec, start, batch, progress, timeout)
+        projected = await wait_projected(environment.database_url, batch, progress, timeout)
+    return DemoResult(batch, tally, projected, time.monotonic() - began)
+
+
+def run_pipeline(
+    settings: PaystreamSettings,
+    bootstrap: str,
+    orders: int,
+    console: Console,
+    timeout: float = 300.0,
+) -> DemoResult:
+    """Run worker and projector as child processes, drive a batch through, stop them."""
+    environment = StackEnvironment(bootstrap, settings.namespace, settings.resolved_database_url())
+    asyncio.run(ensure_topics(bootstrap, TopicCatalogue(settings.namespace)))
+    logs = Path(settings.home) / "logs"
+    children = [
+        ChildProcess(role, environment, logs / f"{role}.log") for role in ("worker", "project")
+    ]
+    for child in children:
+        child.start()
+    try:
+        batch = realistic_batch(
+            orders, seed=int(time.time()), max_amount_minor=settings.max_amount_minor
+        )
+        return asyncio.run(drive(environment, batch, console, timeout))
+    except DemoFailed as failure:
+        tails = "\n".join(f"--- {c.role} ({c.log_path}) ---\n{c.log_tail()}" for c in children)
+        raise DemoFailed(f"{failure}\n{tails}") from failure
+    finally:
+        for child in children:
+            child.stop()
+
+
+def summary_table(result: DemoResult) -> Table:
+    """The demo's closing summary."""
+    tally, batch = result.tally, result.batch
+    table = Table(title="paystream demo summary", show_header=False)
+    table.add_row("orders published (distinct)", str(len(batch.expected)))
+    table.add_row(
+        "repeated commands published",
+        f"{batch.repeats} ({batch.conflicting_repeats} reusing a key for a different amount)",
+    )
+    table.add_row("poison messages published", str(len(batch.poison)))
+    table.add_row("accepted", str(tally.accepted()))
+    for reason, count in sorted(tally.rejected_by_reason().items()):
+        table.add_row(f"rejected: {reason}", str(count))
+    conflicts = sum(not event.request_matches for event in tally.deduplicated.values())
+    table.add_row("duplicates suppressed", f"{len(tally.deduplicated)} ({conflicts} conflicting)")
+    table.add_row("dead-lettered", str(len(tally.dead_letters)))
+    table.add_row("payments in the read model", str(result.projected))
+    commands = len(batch.commands) + len(batch.poison)
+    table.add_row(
+        "throughput (publish to projected)", f"{commands / result.seconds:,.0f} commands/s"
+    )
+    if tally.first_at and tally.last_at and tally.last_at > tally.first_at:
+        span = (tally.last_at - tally.first_at).total_seconds()
+        table.add_row(
+            "worker throughput (first to last decision)", f"{commands / span:,.0f} commands/s"
+        )
+    return table

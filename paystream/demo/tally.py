@@ -1,0 +1,135 @@
+"""Reading back what the pipeline decided: the events log and dead letters, from given offsets.
+
+Counts distinct event ids, so a copy redelivered after a crash is counted once, and keeps the
+decision for each payment so callers can compare it with what they expected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from paystream.events.records import (
+    AvroRecord,
+    CommandDeduplicated,
+    DeadLetter,
+    PaymentAccepted,
+    PaymentRejected,
+)
+from paystream.events.wire import DecodeError, EventCodec
+
+
+@dataclass
+class LogTally:
+    """What the log says happened to a batch of commands."""
+
+    decisions: dict[str, PaymentAccepted | PaymentRejected] = field(default_factory=dict)
+    decision_copies: Counter[str] = field(default_factory=Counter)
+    deduplicated: dict[str, CommandDeduplicated] = field(default_factory=dict)
+    dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
+    undecodable_events: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    @property
+    def processed(self) -> int:
+        """Commands and poison messages accounted for."""
+        return len(self.decisions) + len(self.deduplicated) + len(self.dead_letters)
+
+    def rejected_by_reason(self) -> Counter[str]:
+        """Rejections per reason code."""
+        return Counter(
+            str(event.reason)
+            for event in self.decisions.values()
+            if isinstance(event, PaymentRejected)
+        )
+
+    def accepted(self) -> int:
+        """Distinct payments accepted."""
+        return sum(isinstance(event, PaymentAccepted) for event in self.decisions.values())
+
+    def add(self, record: AvroRecord) -> None:
+        """Count one record (duplicates by event id count once)."""
+        if isinstance(record, PaymentAccepted | PaymentRejected):
+            self.decisions.setdefault(record.payment_id, record)
+            self.decision_copies[record.event_id] += 1
+            self._seen_at(record.occurred_at)
+        elif isinstance(record, CommandDeduplicated):
+            self.deduplicated.setdefault(record.event_id, record)
+            self._seen_at(record.occurred_at)
+        elif isinstance(record, DeadLetter):
+            self.dead_letters.setdefault(record.dead_letter_id, record)
+
+    def _seen_at(self, moment: datetime) -> None:
+        self.first_at = min(self.first_at or moment, moment)
+        self.last_at = max(self.last_at or moment, moment)
+
+
+async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """The current end offset of every partition of ``topics``."""
+    partitions = await topic_partitions(bootstrap, topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return offsets
+    finally:
+        await consumer.stop()
+
+
+async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, as the brokers describe them now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+
+
+class LogFollower:
+    """Follows topics from given start offsets, tallying what it reads."""
+
+    def __init__(self, bootstrap: str, codec: EventCodec, start: dict[TopicPartition, int]) -> None:
+        self._start = start
+        self._codec = codec
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.tally = LogTally()
+
+    async def __aenter__(self) -> LogFollower:
+        await self._consumer.start()
+        self._consumer.assign(list(self._start))
+        for tp, offset in self._start.items():
+            self._consumer.seek(tp, offset)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 200) -> int:
+        """Read what has arrived; returns how many records were read."""
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    self.tally.add(self._codec.decode(message.value))
+                except DecodeError:
+                    self.tally.undecodable_events += 1
+        return sum(len(messages) for messages in batch.values())
+
+    async def until(self, processed: int, timeout: float) -> bool:
+        """Poll until ``processed`` commands are accounted for or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while self.tally.processed < processed and time.monotonic() < deadline:
+            await self.poll()
+        return self.tally.processed >= processed

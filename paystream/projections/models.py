@@ -1,0 +1,47 @@
+"""SQLAlchemy models of the read models, and the offsets that make them exactly-once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every projection table."""
+
+
+class ProjectionOffset(Base):
+    """The next offset a projection will read from one partition.
+
+    Written in the same transaction as the rows it produced: after a crash, the rows and the
+    position agree, so nothing is skipped and nothing is applied twice.
+    """
+
+    __tablename__ = "projection_offsets"
+
+    projection: Mapped[str] = mapped_column(String(100), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class PaymentStatus(Base):
+    """One row per payment: what was asked for and where it stands."""
+
+    __tablename__ = "payment_status"
+
+    payment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    order_id: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    command_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_event_id: Mapped[str] = mapped_column(String(36))

@@ -1,0 +1,83 @@
+"""Starting and stopping paystream's own processes (worker, projector) as child processes.
+
+The demo, the benchmark and the end-to-end tests run them as real processes, so a test can
+kill one with SIGKILL exactly as a crash would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StackEnvironment:
+    """What a child process needs to join one paystream namespace."""
+
+    bootstrap: str
+    namespace: str
+    database_url: str
+
+    def variables(self) -> dict[str, str]:
+        """The environment of a child process: ours plus the PAYSTREAM_* settings."""
+        env = dict(os.environ)
+        env.update(
+            PAYSTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
+            PAYSTREAM_NAMESPACE=self.namespace,
+            PAYSTREAM_DATABASE_URL=self.database_url,
+        )
+        return env
+
+
+class ChildProcess:
+    """One paystream process (``paystream worker`` or ``paystream project``) with its log."""
+
+    def __init__(self, role: str, environment: StackEnvironment, log_path: Path) -> None:
+        self.role = role
+        self.log_path = log_path
+        self._environment = environment
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process, appending its output to the log file."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "paystream", self.role],
+                env=self._environment.variables(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to flush or commit anything."""
+        if self._process is not None and self.running:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM for a clean shutdown; SIGKILL if it does not end within ``timeout``."""
+        if self._process is None or not self.running:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the process's log, for error messages."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
