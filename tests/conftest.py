@@ -100,7 +100,9 @@ def stack_factory(
     def make() -> Stack:
         catalogue = catalogue_factory()
         database = tmp_path / f"{catalogue.namespace}.db"
-        environment = StackEnvironment(kafka_bootstrap, catalogue.namespace, f"sqlite:///{database}")
+        environment = StackEnvironment(
+            kafka_bootstrap, catalogue.namespace, f"sqlite:///{database}"
+        )
         stack = Stack(environment, tmp_path / catalogue.namespace)
         stacks.append(stack)
         return stack

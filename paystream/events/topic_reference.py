@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paystream.events.identity import PAYMENT_NAMESPACE
 from paystream.events.schema_store import ManifestSchemas
 from paystream.events.topics import FOREVER, TopicCatalogue, TopicSpec
 
@@ -25,12 +26,14 @@ Keys are UTF-8 strings. Amounts are integer minor units (`amount_minor`) with an
 
 Delivery is at least once: after a crash a processor may write an event again, with the
 **same `event_id`** (ids are derived, not random). Consumers dedupe on `event_id`.
-Producers must set an idempotency key on every command; repeats change nothing."""
+Producers must set an idempotency key on every command; repeats change nothing.
+A payment's id is derived, so a producer knows it before any answer: `payment_id` is the
+UUIDv5 of `<merchant_id>/<idempotency_key>` in the namespace `{namespace}`."""
 
 
 def _type_name(avro_type: Any) -> str:
     if isinstance(avro_type, list):
-        return " | ".join(_type_name(branch) for branch in avro_type)
+        return " or ".join(_type_name(branch) for branch in avro_type)
     if isinstance(avro_type, dict):
         logical = avro_type.get("logicalType")
         if logical:
@@ -84,7 +87,7 @@ def topic_section(spec: TopicSpec, schemas: ManifestSchemas) -> list[str]:
 def topic_reference(namespace: str = "paystream") -> str:
     """The whole generated reference, between its markers."""
     schemas = ManifestSchemas()
-    lines = [START, "", WIRE_FORMAT, ""]
+    lines = [START, "", WIRE_FORMAT.format(namespace=PAYMENT_NAMESPACE), ""]
     lines.append(
         f"Topic names below use the default namespace `{namespace}`; "
         "`PAYSTREAM_NAMESPACE` changes the prefix."

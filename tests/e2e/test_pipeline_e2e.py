@@ -63,28 +63,33 @@ async def wait_for_rows(database_url: str, count: int, timeout: float) -> list[P
 
 
 async def drive_with_kills(stack, batch: OrderBatch) -> tuple[LogFollower, int]:
-    """Publish while worker and projector run; SIGKILL each mid-stream and restart it."""
+    """Publish like live traffic while worker and projector run; SIGKILL each of them while
+    commands are still flowing, restart it, and follow the log until everything is decided."""
     env, catalogue = stack.environment, stack.catalogue
     codec = EventCodec(ManifestSchemas())
     start = await end_offsets(env.bootstrap, [catalogue.events.name, catalogue.dead_letters.name])
-    half = len(batch.commands) // 2
+    total = len(batch.commands) + len(batch.poison)
     stack.start("worker")
     stack.start("project")
-    async with PaymentsClient(env.bootstrap, namespace=env.namespace) as client:
-        async with LogFollower(env.bootstrap, codec, start) as follower:
-            await publish_paced(client, batch.commands[:half])
-            await publish_poison(env.bootstrap, catalogue.commands.name, batch.poison[:1])
-            assert await follower.until(half // 2, timeout=90), stack.logs()
-            stack.processes["worker"].kill()
-            processed_at_kill = follower.tally.processed
-            await publish_paced(client, batch.commands[half:])
-            stack.processes["project"].kill()
-            stack.start("project")
-            stack.start("worker")
-            await publish_poison(env.bootstrap, catalogue.commands.name, batch.poison[1:])
-            total = len(batch.commands) + len(batch.poison)
-            assert await follower.until(total, timeout=120), stack.logs()
-            await follower.poll(timeout_ms=1000)  # anything extra (it must not exist) shows up
+    async with (
+        PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+        LogFollower(env.bootstrap, codec, start) as follower,
+    ):
+        await publish_poison(env.bootstrap, catalogue.commands.name, batch.poison[:1])
+        publishing = asyncio.create_task(publish_paced(client, batch.commands, pause=0.1))
+        assert await follower.until(len(batch.commands) // 4, timeout=90), stack.logs()
+        stack.processes["worker"].kill()
+        processed_at_kill = follower.tally.processed
+        assert not publishing.done(), "the worker must die while commands are still arriving"
+        await asyncio.sleep(1.0)
+        stack.start("worker")
+        assert await follower.until(processed_at_kill + 150, timeout=90), stack.logs()
+        stack.processes["project"].kill()
+        stack.start("project")
+        await publishing
+        await publish_poison(env.bootstrap, catalogue.commands.name, batch.poison[1:])
+        assert await follower.until(total, timeout=120), stack.logs()
+        await follower.poll(timeout_ms=1000)  # anything extra (it must not exist) shows up
     return follower, processed_at_kill
 
 
