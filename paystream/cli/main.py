@@ -90,6 +90,7 @@ def demo(
 
     settings = PaystreamSettings()
     local = None if settings.kafka_bootstrap else LocalKafka(settings)
+    was_running = False
     try:
         was_running = local is not None and local.status() is not None
         bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)

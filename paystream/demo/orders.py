@@ -55,8 +55,11 @@ def _amount(rng: random.Random, currency: str) -> int:
     return rng.randint(99, 50_000)
 
 
-def valid_order(rng: random.Random, index: int, issued_at: datetime) -> RequestPayment:
-    """One well-formed order from one of a few hundred shops and thousands of users."""
+def valid_order(
+    rng: random.Random, index: int, issued_at: datetime, ceiling: Callable[[str], int] | None = None
+) -> RequestPayment:
+    """One well-formed order from one of a few hundred shops and thousands of users, its
+    amount kept within ``ceiling(currency)`` when a ceiling is given."""
     currency = rng.choices([c for c, _ in CURRENCIES], [w for _, w in CURRENCIES])[0]
     merchant = f"shop-{rng.randint(1, 300):04d}"
     return RequestPayment(
@@ -66,7 +69,7 @@ def valid_order(rng: random.Random, index: int, issued_at: datetime) -> RequestP
         merchant_id=merchant,
         order_id=f"ORD{index:09d}",
         user_id=f"u{rng.randint(1, 20_000):06d}",
-        amount_minor=_amount(rng, currency),
+        amount_minor=min(_amount(rng, currency), ceiling(currency) if ceiling else 10**12),
         currency=currency,
         method=rng.choice([PaymentMethod.ALIPAY, PaymentMethod.WECHAT_PAY, PaymentMethod.CARD]),
         device_id=f"dev-{rng.getrandbits(40):010x}",
@@ -79,7 +82,7 @@ def valid_order(rng: random.Random, index: int, issued_at: datetime) -> RequestP
 Defect = Callable[[RequestPayment, int], tuple[RequestPayment, RejectionReason]]
 
 
-def _defects(max_amount_minor: int) -> list[Defect]:
+def _defects() -> list[Defect]:
     return [
         lambda c, _m: (replace(c, amount_minor=0), RejectionReason.AMOUNT_NOT_POSITIVE),
         lambda c, _m: (
@@ -102,17 +105,27 @@ def realistic_batch(
     invalid_share: float = 0.05,
     repeat_share: float = 0.05,
     max_amount_minor: int = 10_000_000,
+    max_amount_minor_by_currency: dict[str, int] | None = None,
 ) -> OrderBatch:
-    """``count`` distinct orders, some invalid, then repeats of some of them, plus poison."""
+    """``count`` distinct orders, some invalid, then repeats of some of them, plus poison.
+
+    The maxima are the ones the validating worker is configured with, so that valid orders
+    stay within them and the over-maximum defect goes just past them.
+    """
+    overrides = max_amount_minor_by_currency or {}
+
+    def ceiling(currency: str) -> int:
+        return overrides.get(currency, max_amount_minor)
+
     rng = random.Random(seed)
     batch = OrderBatch()
-    defects = _defects(max_amount_minor)
+    defects = _defects()
     start = utc_now()
     for index in range(count):
-        command = valid_order(rng, index, start + timedelta(milliseconds=index))
+        command = valid_order(rng, index, start + timedelta(milliseconds=index), ceiling)
         reason = None
         if rng.random() < invalid_share:
-            command, reason = rng.choice(defects)(command, max_amount_minor)
+            command, reason = rng.choice(defects)(command, ceiling(command.currency))
         batch.commands.append(command)
         batch.expected[payment_id_for(command.merchant_id, command.idempotency_key)] = (
             ExpectedOutcome(reason is None, command.amount_minor, command.currency, reason)

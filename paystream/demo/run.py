@@ -161,7 +161,10 @@ def run_pipeline(
         child.start()
     try:
         batch = realistic_batch(
-            orders, seed=int(time.time()), max_amount_minor=settings.max_amount_minor
+            orders,
+            seed=int(time.time()),
+            max_amount_minor=settings.max_amount_minor,
+            max_amount_minor_by_currency=settings.max_amount_minor_by_currency,
         )
         return asyncio.run(drive(environment, batch, console, timeout))
     except DemoFailed as failure:

@@ -85,9 +85,9 @@ def topic_section(spec: TopicSpec, schemas: ManifestSchemas) -> list[str]:
 
 
 def topic_reference(namespace: str = "paystream") -> str:
-    """The whole generated reference, between its markers."""
+    """The generated reference (the text that goes between the README's markers)."""
     schemas = ManifestSchemas()
-    lines = [START, "", WIRE_FORMAT.format(namespace=PAYMENT_NAMESPACE), ""]
+    lines = ["", WIRE_FORMAT.format(namespace=PAYMENT_NAMESPACE), ""]
     lines.append(
         f"Topic names below use the default namespace `{namespace}`; "
         "`PAYSTREAM_NAMESPACE` changes the prefix."
@@ -95,15 +95,16 @@ def topic_reference(namespace: str = "paystream") -> str:
     lines.append("")
     for spec in TopicCatalogue(namespace).all():
         lines += topic_section(spec, schemas)
-    return "\n".join([*lines, END])
+    return "\n".join(lines)
 
 
 def replace_reference(document: str, reference: str) -> str:
-    """``document`` with the text between the markers replaced by ``reference``."""
+    """``document`` with the text between the markers replaced by ``reference``; the markers
+    stay, so the document can be regenerated again."""
     head, found, rest = document.partition(START)
     if not found:
         raise ValueError("the document has no topic-reference start marker")
     _old, found, tail = rest.partition(END)
     if not found:
         raise ValueError("the document has no topic-reference end marker")
-    return head + reference + tail
+    return f"{head}{START}{reference}{END}{tail}"

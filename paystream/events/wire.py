@@ -92,9 +92,10 @@ class EventCodec:
         schema_id, body = unframe(message)
         writer = self._writer_schema(schema_id)
         reader = self._reader_schema(writer)
+        buffer = io.BytesIO(body)
         try:
             datum = fastavro.schemaless_reader(
-                io.BytesIO(body),
+                buffer,
                 writer.parsed,
                 None if reader.schema_id == writer.schema_id else reader.parsed,
             )
@@ -104,6 +105,11 @@ class EventCodec:
             ) from error
         if not isinstance(datum, dict):
             raise AvroBodyError(f"body of schema id {schema_id} is not a record")
+        if buffer.tell() != len(body):
+            # A record followed by junk is a corrupt or mis-framed message, not a record.
+            raise AvroBodyError(
+                f"{len(body) - buffer.tell()} bytes left over after a {writer.subject} record"
+            )
         return RECORD_TYPES[reader.subject].from_avro(datum)
 
     def decode_as(self, message: bytes | None, expected: Iterable[type[R]]) -> R:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,9 +22,11 @@ from paystream.events.records import (
 )
 
 STAGE = "validation"
-_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_REGION = re.compile(r"^[A-Z]{2}$")
+# Always used with fullmatch: "$" would also match before a trailing newline.
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_REGION = re.compile(r"[A-Z]{2}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,8 @@ class Refusal:
 
 
 def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    # Only the canonical 8-4-4-4-12 text: braces, URNs and bare hex would not compare equal.
+    return _UUID.fullmatch(text) is not None
 
 
 def _is_ip(text: str) -> bool:
@@ -77,23 +75,23 @@ def check_ids(command: RequestPayment) -> Refusal | None:
     """Refuse ids that downstream systems (channels, bills, SQL) could not carry safely."""
     if not _is_uuid(command.command_id):
         return _malformed("command_id", command.command_id, "a UUID")
-    if not _IDEMPOTENCY_KEY.match(command.idempotency_key):
+    if not _IDEMPOTENCY_KEY.fullmatch(command.idempotency_key):
         return _malformed("idempotency_key", command.idempotency_key, "1-255 printable ASCII")
     reference_rule = "1-64 letters, digits or _.:@- starting with a letter or digit"
     for name in ("merchant_id", "order_id", "user_id"):
         value = getattr(command, name)
-        if not _REFERENCE.match(value):
+        if not _REFERENCE.fullmatch(value):
             return _malformed(name, value, reference_rule)
     return check_optional_fields(command)
 
 
 def check_optional_fields(command: RequestPayment) -> Refusal | None:
     """Optional fields are checked only when present."""
-    if command.channel is not None and not _REFERENCE.match(command.channel):
+    if command.channel is not None and not _REFERENCE.fullmatch(command.channel):
         return _malformed("channel", command.channel, "a channel id")
     if command.client_ip is not None and not _is_ip(command.client_ip):
         return _malformed("client_ip", command.client_ip, "an IPv4 or IPv6 address")
-    if command.region is not None and not _REGION.match(command.region):
+    if command.region is not None and not _REGION.fullmatch(command.region):
         return _malformed("region", command.region, "an ISO 3166-1 alpha-2 code")
     return None
 

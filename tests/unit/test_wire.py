@@ -1,0 +1,381 @@
+"""The wire format: Confluent framing around Avro bodies, decode errors, schema resolution."""
+
+from __future__ import annotations
+
+import copy
+import io
+from datetime import UTC, datetime
+
+import fastavro
+import pytest
+
+from paystream.events.records import (
+    RECORD_TYPES,
+    AvroRecord,
+    CommandDeduplicated,
+    DeadLetter,
+    PaymentAccepted,
+    PaymentMethod,
+    PaymentRejected,
+    RejectionReason,
+    RequestPayment,
+)
+from paystream.events.schema_store import ManifestSchemas, SchemaVersion
+from paystream.events.wire import (
+    AvroBodyError,
+    BadFraming,
+    DecodeError,
+    EventCodec,
+    UnexpectedRecordType,
+    UnknownRecordType,
+    UnknownSchemaId,
+    frame,
+    unframe,
+)
+
+# Millisecond precision: the wire keeps timestamp-millis.
+ISSUED_AT = datetime(2024, 5, 1, 12, 30, 45, 123000, tzinfo=UTC)
+DECIDED_AT = datetime(2024, 5, 1, 12, 30, 45, 456000, tzinfo=UTC)
+COMMAND_ID = "6d8a1f8e-6c1a-4f57-9b0e-3f6d2a7c9e41"
+REPEAT_COMMAND_ID = "0b4e7d52-90c3-4a8e-a1f5-7c2d9e3b6a18"
+PAYMENT_ID = "2f1e4c6a-8b3d-5e7f-9a1c-0d2e4f6a8b3c"
+EVENT_ID = "9c7b5a3e-1d2f-5a4b-8c6d-e0f1a2b3c4d5"
+
+
+def _request_payment() -> RequestPayment:
+    return RequestPayment(
+        command_id=COMMAND_ID,
+        idempotency_key="order-0000042-a1b2c3d4",
+        issued_at=ISSUED_AT,
+        merchant_id="shop-0042",
+        order_id="ORD000000042",
+        user_id="u004711",
+        amount_minor=64800,
+        currency="CNY",
+        method=PaymentMethod.WECHAT_PAY,
+        channel="wechat-h5",
+        description="648 金币充值",
+        device_id="dev-00ab12cd34",
+        client_ip="2001:db8::7",
+        account_fingerprint="sha256:4f2a9c",
+        region="CN",
+        metadata={"sku": "sku-648", "campaign": "spring"},
+    )
+
+
+def _payment_accepted() -> PaymentAccepted:
+    return PaymentAccepted(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        command_id=COMMAND_ID,
+        idempotency_key="order-0000042-a1b2c3d4",
+        merchant_id="shop-0042",
+        order_id="ORD000000042",
+        user_id="u004711",
+        amount_minor=64800,
+        currency="CNY",
+        method=PaymentMethod.ALIPAY,
+        requested_channel="alipay-app",
+        description="648 金币充值",
+        device_id="dev-00ab12cd34",
+        client_ip="10.1.2.3",
+        account_fingerprint="sha256:4f2a9c",
+        region="CN",
+        metadata={"sku": "sku-648"},
+    )
+
+
+def _payment_rejected() -> PaymentRejected:
+    return PaymentRejected(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        command_id=COMMAND_ID,
+        idempotency_key="order-0000043-ffee0011",
+        merchant_id="shop-0042",
+        order_id="ORD000000043",
+        user_id="u004711",
+        amount_minor=-3000,
+        currency="CNY",
+        stage="validation",
+        reason=RejectionReason.AMOUNT_NOT_POSITIVE,
+        detail="amount_minor -3000 must be greater than zero",
+    )
+
+
+def _command_deduplicated() -> CommandDeduplicated:
+    return CommandDeduplicated(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        command_id=REPEAT_COMMAND_ID,
+        original_command_id=COMMAND_ID,
+        idempotency_key="order-0000042-a1b2c3d4",
+        merchant_id="shop-0042",
+        request_matches=False,
+    )
+
+
+def _dead_letter() -> DeadLetter:
+    return DeadLetter(
+        dead_letter_id=EVENT_ID,
+        failed_at=DECIDED_AT,
+        processor="intake",
+        source_topic="paystream.payments.commands",
+        source_partition=3,
+        source_offset=1_234_567_890_123,
+        key=b"shop-0042/order-0000042-a1b2c3d4",
+        payload=b"\x00\x00\x00\x03\xe7\xff\xff",
+        error_type="UnknownSchemaId",
+        reason="schema id 999 is not in the manifest",
+    )
+
+
+BUILDERS = {
+    RequestPayment: _request_payment,
+    PaymentAccepted: _payment_accepted,
+    PaymentRejected: _payment_rejected,
+    CommandDeduplicated: _command_deduplicated,
+    DeadLetter: _dead_letter,
+}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> ManifestSchemas:
+    return ManifestSchemas()
+
+
+@pytest.fixture(scope="module")
+def codec(manifest) -> EventCodec:
+    return EventCodec(manifest)
+
+
+class CatalogueWithExtraIds:
+    """A SchemaCatalogue: the manifest's newest schemas, plus writer schemas under extra ids."""
+
+    def __init__(self, manifest: ManifestSchemas, extra: dict[int, SchemaVersion]) -> None:
+        self._manifest = manifest
+        self._extra = extra
+
+    def latest(self, subject: str) -> SchemaVersion:
+        return self._manifest.latest(subject)
+
+    def by_id(self, schema_id: int) -> SchemaVersion:
+        if schema_id in self._extra:
+            return self._extra[schema_id]
+        return self._manifest.by_id(schema_id)
+
+
+def _avro_body(schema: SchemaVersion, datum: dict) -> bytes:
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema.parsed, datum)
+    return body.getvalue()
+
+
+def test_every_record_type_has_a_sample_here():
+    assert {cls.subject for cls in BUILDERS} == set(RECORD_TYPES)
+
+
+@pytest.mark.parametrize("record_type", list(BUILDERS), ids=lambda cls: cls.__name__)
+def test_every_record_type_survives_a_round_trip(codec, record_type):
+    record = BUILDERS[record_type]()
+    decoded = codec.decode(codec.encode(record))
+    assert type(decoded) is record_type
+    assert decoded == record
+
+
+def test_enum_fields_come_back_as_enums_not_strings(codec):
+    decoded = codec.decode(codec.encode(_payment_rejected()))
+    assert isinstance(decoded, PaymentRejected)
+    assert decoded.reason is RejectionReason.AMOUNT_NOT_POSITIVE
+    accepted = codec.decode(codec.encode(_payment_accepted()))
+    assert isinstance(accepted, PaymentAccepted)
+    assert accepted.method is PaymentMethod.ALIPAY
+
+
+def test_dead_letter_without_a_key_round_trips(codec):
+    record = _dead_letter()
+    keyless = DeadLetter(**{**record.to_avro(), "key": None})
+    assert codec.decode(codec.encode(keyless)) == keyless
+
+
+@pytest.mark.parametrize("record_type", list(BUILDERS), ids=lambda cls: cls.__name__)
+def test_encoded_message_starts_with_the_confluent_header(codec, manifest, record_type):
+    message = codec.encode(BUILDERS[record_type]())
+    schema_id = manifest.latest(record_type.subject).schema_id
+    assert message[0] == 0
+    assert message[1:5] == schema_id.to_bytes(4, "big")
+
+
+def test_request_payment_header_is_magic_zero_then_schema_id_one(codec):
+    # The manifest pins RequestPayment v1 to id 1: other-language producers rely on it.
+    assert codec.encode(_request_payment())[:5] == b"\x00\x00\x00\x00\x01"
+
+
+def test_frame_writes_the_schema_id_big_endian():
+    assert frame(258, b"body") == b"\x00\x00\x00\x01\x02body"
+    assert frame(0xFFFFFFFF, b"") == b"\x00\xff\xff\xff\xff"
+
+
+@pytest.mark.parametrize("schema_id", [0, 1, 999, 2**31, 2**32 - 1])
+def test_unframe_returns_what_frame_was_given(schema_id):
+    assert unframe(frame(schema_id, b"\x02\x04avro")) == (schema_id, b"\x02\x04avro")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00\x00\x01", id="three-bytes"),
+        pytest.param(b"\x00\x00\x00\x01", id="four-bytes"),
+        pytest.param(b"\x01\x00\x00\x00\x01\x02\x04", id="magic-byte-1"),
+        pytest.param(b"\xff\x00\x00\x00\x01\x02\x04", id="magic-byte-255"),
+        pytest.param(b"not avro at all", id="text"),
+        pytest.param(None, id="tombstone"),
+    ],
+)
+def test_badly_framed_messages_are_bad_framing(codec, message):
+    with pytest.raises(BadFraming) as caught:
+        codec.decode(message)
+    assert caught.value.kind == "BadFraming"
+    assert isinstance(caught.value, DecodeError)
+
+
+def test_magic_byte_other_than_zero_is_refused_even_with_a_valid_body(codec):
+    message = codec.encode(_request_payment())
+    with pytest.raises(BadFraming):
+        codec.decode(b"\x01" + message[1:])
+
+
+def test_schema_id_not_in_the_manifest_is_unknown(codec):
+    body = unframe(codec.encode(_request_payment()))[1]
+    with pytest.raises(UnknownSchemaId) as caught:
+        codec.decode(frame(999, body))
+    assert caught.value.kind == "UnknownSchemaId"
+    assert "999" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda message: message[:5], id="header-only"),
+        pytest.param(lambda message: message[: len(message) // 2], id="truncated-half"),
+        pytest.param(lambda message: message[:-3], id="truncated-tail"),
+        pytest.param(lambda message: message[:5] + b"\xff" * 20, id="garbage-ff"),
+        pytest.param(lambda message: message[:5] + b"\x01" * 40, id="garbage-negative-length"),
+    ],
+)
+def test_valid_header_with_a_broken_body_is_an_avro_body_error(codec, mangle):
+    message = mangle(codec.encode(_request_payment()))
+    with pytest.raises(AvroBodyError) as caught:
+        codec.decode(message)
+    assert caught.value.kind == "AvroBodyError"
+    assert "paystream.commands.RequestPayment" in str(caught.value)
+
+
+def test_record_of_the_wrong_type_for_the_topic_is_unexpected(codec):
+    message = codec.encode(_payment_accepted())
+    with pytest.raises(UnexpectedRecordType) as caught:
+        codec.decode_as(message, [RequestPayment])
+    assert caught.value.kind == "UnexpectedRecordType"
+    assert "PaymentAccepted" in str(caught.value)
+
+
+def test_decode_as_returns_a_record_of_an_allowed_type(codec):
+    record = _payment_rejected()
+    allowed = (PaymentAccepted, PaymentRejected, CommandDeduplicated)
+    assert codec.decode_as(codec.encode(record), allowed) == record
+
+
+def test_decode_as_still_reports_framing_problems_first(codec):
+    with pytest.raises(BadFraming):
+        codec.decode_as(b"\x00\x00", [RequestPayment])
+
+
+def test_schema_for_a_record_this_code_does_not_know_is_unknown_record_type(manifest):
+    refund = SchemaVersion(
+        schema_id=200,
+        subject="paystream.payments.PaymentRefunded",
+        version=1,
+        definition={
+            "type": "record",
+            "name": "PaymentRefunded",
+            "namespace": "paystream.payments",
+            "fields": [{"name": "payment_id", "type": "string"}],
+        },
+    )
+    codec = EventCodec(CatalogueWithExtraIds(manifest, {200: refund}))
+    message = frame(200, _avro_body(refund, {"payment_id": PAYMENT_ID}))
+    with pytest.raises(UnknownRecordType) as caught:
+        codec.decode(message)
+    assert caught.value.kind == "UnknownRecordType"
+
+
+def _older_request_payment_schema(manifest: ManifestSchemas) -> SchemaVersion:
+    """RequestPayment as an older producer wrote it: without the fields added with defaults."""
+    current = manifest.latest(RequestPayment.subject)
+    definition = copy.deepcopy(current.definition)
+    definition["fields"] = [
+        field for field in definition["fields"] if field["name"] not in {"region", "metadata"}
+    ]
+    return SchemaVersion(100, RequestPayment.subject, 0, definition)
+
+
+def test_record_from_an_older_writer_is_read_with_todays_defaults(manifest):
+    old = _older_request_payment_schema(manifest)
+    datum = _request_payment().to_avro()
+    del datum["region"], datum["metadata"]
+    message = frame(100, _avro_body(old, datum))
+
+    decoded = EventCodec(CatalogueWithExtraIds(manifest, {100: old})).decode(message)
+
+    assert isinstance(decoded, RequestPayment)
+    assert decoded.region is None
+    assert decoded.metadata == {}
+    expected = _request_payment()
+    assert decoded == RequestPayment(**{**expected.to_avro(), "region": None, "metadata": {}})
+
+
+def test_older_writer_id_is_unknown_to_the_plain_manifest(codec, manifest):
+    old = _older_request_payment_schema(manifest)
+    datum = _request_payment().to_avro()
+    del datum["region"], datum["metadata"]
+    with pytest.raises(UnknownSchemaId):
+        codec.decode(frame(100, _avro_body(old, datum)))
+
+
+def test_rejection_reason_unknown_to_this_reader_becomes_unspecified(manifest):
+    """A newer writer may add a reason code; older readers see UNSPECIFIED instead of failing."""
+    current = manifest.latest(PaymentRejected.subject)
+    definition = copy.deepcopy(current.definition)
+    for field in definition["fields"]:
+        if field["name"] == "reason":
+            field["type"]["symbols"].append("FRAUD_SUSPECTED")
+    newer = SchemaVersion(101, PaymentRejected.subject, current.version + 1, definition)
+    datum = {**_payment_rejected().to_avro(), "stage": "risk", "reason": "FRAUD_SUSPECTED"}
+
+    decoded = EventCodec(CatalogueWithExtraIds(manifest, {101: newer})).decode(
+        frame(101, _avro_body(newer, datum))
+    )
+
+    assert isinstance(decoded, PaymentRejected)
+    assert decoded.reason is RejectionReason.UNSPECIFIED
+    assert decoded.stage == "risk"
+
+
+def test_encoded_record_is_compatible_with_a_plain_avro_reader(codec, manifest):
+    """Consumers in other languages read the body with the schema the id names."""
+    record: AvroRecord = _payment_accepted()
+    schema_id, body = unframe(codec.encode(record))
+    datum = fastavro.schemaless_reader(io.BytesIO(body), manifest.by_id(schema_id).parsed)
+    assert datum["amount_minor"] == 64800
+    assert datum["currency"] == "CNY"
+    assert datum["method"] == "ALIPAY"
+    assert datum["occurred_at"] == DECIDED_AT
+
+
+def test_bytes_left_after_a_complete_record_are_a_body_error(codec):
+    message = codec.encode(_request_payment()) + b"junk"
+    with pytest.raises(AvroBodyError, match="left over"):
+        codec.decode(message)
