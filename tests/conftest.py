@@ -73,11 +73,12 @@ class Stack:
         self._logs = logs
         self.processes: dict[str, ChildProcess] = {}
 
-    def start(self, role: str) -> ChildProcess:
-        """Start (or restart) ``paystream worker`` or ``paystream project``."""
-        process = ChildProcess(role, self.environment, self._logs / f"{role}.log")
+    def start(self, role: str, name: str | None = None) -> ChildProcess:
+        """Start (or restart) ``paystream worker`` or ``paystream project`` under ``name``."""
+        name = name or role
+        process = ChildProcess(role, self.environment, self._logs / f"{name}.log")
         process.start()
-        self.processes[role] = process
+        self.processes[name] = process
         return process
 
     def logs(self) -> str:

@@ -30,6 +30,7 @@ class LogTally:
 
     decisions: dict[str, PaymentAccepted | PaymentRejected] = field(default_factory=dict)
     decision_copies: Counter[str] = field(default_factory=Counter)
+    deciding_commands: dict[str, set[str]] = field(default_factory=dict)
     deduplicated: dict[str, CommandDeduplicated] = field(default_factory=dict)
     dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
     undecodable_events: int = 0
@@ -38,8 +39,10 @@ class LogTally:
 
     @property
     def processed(self) -> int:
-        """Commands and poison messages accounted for."""
-        return len(self.decisions) + len(self.deduplicated) + len(self.dead_letters)
+        """Commands and poison messages accounted for (a command decided again counts once
+        more, so a lost idempotency key shows up as a surplus, not as a hang)."""
+        decided = sum(len(commands) for commands in self.deciding_commands.values())
+        return decided + len(self.deduplicated) + len(self.dead_letters)
 
     def rejected_by_reason(self) -> Counter[str]:
         """Rejections per reason code."""
@@ -58,6 +61,7 @@ class LogTally:
         if isinstance(record, PaymentAccepted | PaymentRejected):
             self.decisions.setdefault(record.payment_id, record)
             self.decision_copies[record.event_id] += 1
+            self.deciding_commands.setdefault(record.payment_id, set()).add(record.command_id)
             self._seen_at(record.occurred_at)
         elif isinstance(record, CommandDeduplicated):
             self.deduplicated.setdefault(record.event_id, record)
