@@ -132,8 +132,11 @@ async def _relay_rate(bootstrap: str, catalogue: TopicCatalogue, count: int) -> 
     return Rate("bare aiokafka relay", count, span)
 
 
-def run_pipeline_bench(settings: PaystreamSettings, bootstrap: str, count: int) -> list[Rate]:
-    """Run the baseline relay, the intake worker and the logic alone on ``count`` commands."""
+def run_pipeline_bench(
+    settings: PaystreamSettings, bootstrap: str, count: int, workers: int = 1
+) -> list[Rate]:
+    """Run the baseline relay, ``workers`` intake workers and the logic alone on ``count``
+    commands; several workers share the partitions through their consumer group."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     catalogue = TopicCatalogue(namespace)
     environment = StackEnvironment(bootstrap, namespace, "sqlite://")
@@ -141,13 +144,20 @@ def run_pipeline_bench(settings: PaystreamSettings, bootstrap: str, count: int) 
     asyncio.run(load_commands(bootstrap, catalogue.commands.name, count))
     try:
         relay = asyncio.run(_relay_rate(bootstrap, catalogue, count))
-        worker = ChildProcess("worker", environment, settings.home / "logs" / "bench-worker.log")
-        worker.start()
+        logs = settings.home / "logs"
+        pool = [
+            ChildProcess("worker", environment, logs / f"bench-worker-{n}.log")
+            for n in range(workers)
+        ]
+        for worker in pool:
+            worker.start()
         try:
             span = asyncio.run(output_span(bootstrap, catalogue.events.name, count, timeout=900))
         finally:
-            worker.stop()
-        processor = Rate("intake processor (Faust worker)", count, span)
+            for worker in pool:
+                worker.stop()
+        label = "Faust worker" if workers == 1 else f"{workers} Faust workers"
+        processor = Rate(f"intake processor ({label})", count, span)
         return [relay, processor, intake_logic_rate(count)]
     finally:
         topics = [spec.name for spec in catalogue.all()] + [f"{namespace}.relay-out"]

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import BrokerUnavailable, LocalKafka
-from paystream.deploy.toolchain import ToolchainMissing
+from paystream.deploy.local_kafka import LocalKafka
+from paystream.deploy.toolchain import LocalKafkaError
 
 bench_app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -19,6 +19,7 @@ console = Console()
 @bench_app.command("pipeline")
 def pipeline(
     messages: Annotated[int, typer.Option(help="Commands to push through each run.")] = 30_000,
+    workers: Annotated[int, typer.Option(help="Intake worker processes sharing the work.")] = 1,
 ) -> None:
     """Bare aiokafka relay vs the intake processor on one broker: messages/s and their ratio."""
     from paystream.bench.pipeline import run_pipeline_bench
@@ -29,8 +30,8 @@ def pipeline(
     try:
         was_running = local is not None and local.status() is not None
         bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)
-        rates = run_pipeline_bench(settings, bootstrap, messages)
-    except (ToolchainMissing, BrokerUnavailable, TimeoutError) as error:
+        rates = run_pipeline_bench(settings, bootstrap, messages, workers)
+    except (LocalKafkaError, TimeoutError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     finally:

@@ -14,7 +14,7 @@ from paystream.cli.bench import bench_app
 from paystream.cli.kafka import kafka_app
 from paystream.config import PaystreamSettings
 from paystream.deploy.local_kafka import BrokerUnavailable, LocalKafka, resolve_bootstrap
-from paystream.deploy.toolchain import ToolchainMissing
+from paystream.deploy.toolchain import LocalKafkaError
 from paystream.events.admin import ensure_topics
 from paystream.events.schema_store import schema_catalogue
 from paystream.events.topic_reference import replace_reference, topic_reference
@@ -97,7 +97,7 @@ def demo(
         console.print(f"Kafka at [bold]{bootstrap}[/bold], namespace {settings.namespace}")
         result = run_pipeline(settings, bootstrap, orders, console)
         console.print(summary_table(result))
-    except (ToolchainMissing, BrokerUnavailable, DemoFailed) as error:
+    except (LocalKafkaError, DemoFailed) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     finally:
