@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import LocalKafka
+from paystream.deploy.session import broker_session
 from paystream.deploy.toolchain import LocalKafkaError
 
 bench_app = typer.Typer(no_args_is_help=True)
@@ -25,18 +25,12 @@ def pipeline(
     from paystream.bench.pipeline import run_pipeline_bench
 
     settings = PaystreamSettings()
-    local = None if settings.kafka_bootstrap else LocalKafka(settings)
-    was_running = False
     try:
-        was_running = local is not None and local.status() is not None
-        bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)
-        rates = run_pipeline_bench(settings, bootstrap, messages, workers)
+        with broker_session(settings) as bootstrap:
+            rates = run_pipeline_bench(settings, bootstrap, messages, workers)
     except (LocalKafkaError, TimeoutError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    finally:
-        if local is not None and not was_running:
-            local.stop()
     table = Table(title=f"pipeline benchmark, {messages:,} messages, one broker")
     for column in ("run", "messages", "seconds", "messages/s"):
         table.add_column(column, justify="right" if column != "run" else "left")

@@ -13,7 +13,8 @@ from rich.console import Console
 from paystream.cli.bench import bench_app
 from paystream.cli.kafka import kafka_app
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import BrokerUnavailable, LocalKafka, resolve_bootstrap
+from paystream.deploy.local_kafka import BrokerUnavailable, resolve_bootstrap
+from paystream.deploy.session import broker_session
 from paystream.deploy.toolchain import LocalKafkaError
 from paystream.events.admin import ensure_topics
 from paystream.events.schema_store import schema_catalogue
@@ -89,21 +90,14 @@ def demo(
     from paystream.demo.run import DemoFailed, run_pipeline, summary_table
 
     settings = PaystreamSettings()
-    local = None if settings.kafka_bootstrap else LocalKafka(settings)
-    was_running = False
     try:
-        was_running = local is not None and local.status() is not None
-        bootstrap = local.start().bootstrap if local else str(settings.kafka_bootstrap)
-        console.print(f"Kafka at [bold]{bootstrap}[/bold], namespace {settings.namespace}")
-        result = run_pipeline(settings, bootstrap, orders, console)
-        console.print(summary_table(result))
+        with broker_session(settings, keep_up) as bootstrap:
+            console.print(f"Kafka at [bold]{bootstrap}[/bold], namespace {settings.namespace}")
+            result = run_pipeline(settings, bootstrap, orders, console)
+            console.print(summary_table(result))
     except (LocalKafkaError, DemoFailed) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    finally:
-        if local is not None and not keep_up and not was_running:
-            local.stop()
-            console.print("Stopped the local broker (use --keep-up to leave it running).")
 
 
 @topics_app.command("create")

@@ -194,7 +194,7 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("payments in the read model", str(result.projected))
     commands = len(batch.commands) + len(batch.poison)
     table.add_row(
-        "throughput (publish to projected)", f"{commands / result.seconds:,.0f} commands/s"
+        "end to end, incl. worker start-up", f"{commands / result.seconds:,.0f} commands/s"
     )
     if tally.first_at and tally.last_at and tally.last_at > tally.first_at:
         span = (tally.last_at - tally.first_at).total_seconds()
