@@ -1,16 +1,16 @@
 """Payment intake: validate each RequestPayment once per idempotency key.
 
-``PaymentIntake`` holds the logic over any mutable mapping of seen keys; the Faust agent in
-``paystream.streams.app`` gives it a changelog-backed table so the memory survives restarts.
+``PaymentIntake`` holds the logic over any store of seen keys (a dict in tests); the Faust
+agent in ``paystream.streams.app`` gives it a changelog-backed table so the memory survives
+restarts and moves with its partition to another worker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import MutableMapping
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from paystream.events.identity import derived_id, idempotency_scope, payment_id_for
 from paystream.events.records import (
@@ -22,6 +22,20 @@ from paystream.events.records import (
 from paystream.streams.validation import ValidationPolicy, decide
 
 IntakeOutcome = PaymentAccepted | PaymentRejected | CommandDeduplicated
+FirstUse = dict[str, str]
+
+
+class SeenKeys(Protocol):
+    """Where the first use of each idempotency scope is remembered."""
+
+    def get(self, key: str, /) -> FirstUse | None:
+        """The first use of ``key``, or None."""
+        ...
+
+    def __setitem__(self, key: str, value: FirstUse, /) -> None:
+        """Remember the first use of ``key``."""
+        ...
+
 
 # Fields that say what was asked for; ids and timestamps differ between honest retries.
 _REQUEST_FIELDS = (
@@ -44,7 +58,7 @@ def request_fingerprint(command: RequestPayment) -> str:
 class PaymentIntake:
     """Turns commands into their validation outcome, suppressing repeated idempotency keys."""
 
-    def __init__(self, policy: ValidationPolicy, seen: MutableMapping[str, Any]) -> None:
+    def __init__(self, policy: ValidationPolicy, seen: SeenKeys) -> None:
         self._policy = policy
         self._seen = seen
 
@@ -64,7 +78,7 @@ class PaymentIntake:
         return outcome
 
     def _deduplicated(
-        self, command: RequestPayment, first: dict[str, str], now: datetime
+        self, command: RequestPayment, first: FirstUse, now: datetime
     ) -> CommandDeduplicated:
         return CommandDeduplicated(
             event_id=derived_id(command.command_id, "deduplicated"),
