@@ -6,6 +6,7 @@ decision for each payment so callers can compare it with what they expected.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
     partitions = await topic_partitions(bootstrap, topics)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
+    # Let the consumer's background task begin: stopping it before its first step raises
+    # CancelledError out of aiokafka's stop().
+    await asyncio.sleep(0.05)
     try:
         offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         return offsets
@@ -86,12 +90,21 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
-async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    """Every partition of ``topics``, as the brokers describe them now."""
+async def topic_partitions(
+    bootstrap: str, topics: list[str], timeout: float = 15.0
+) -> list[TopicPartition]:
+    """Every partition of ``topics``; waits for topics created a moment ago to be described."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    deadline = time.monotonic() + timeout
     try:
-        described = await admin.describe_topics(topics)
+        while True:
+            described = await admin.describe_topics(topics)
+            if all(topic["partitions"] and not topic["error_code"] for topic in described):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not described in {timeout:.0f} s: {described!r}")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
     return [

@@ -76,7 +76,10 @@ async def drive_with_kills(stack, batch: OrderBatch) -> tuple[LogFollower, int]:
         LogFollower(env.bootstrap, codec, start) as follower,
     ):
         await publish_poison(env.bootstrap, catalogue.commands.name, batch.poison[:1])
-        publishing = asyncio.create_task(publish_paced(client, batch.commands, pause=0.1))
+        warm_up, rest = batch.commands[:100], batch.commands[100:]
+        await client.publish_many(warm_up)
+        assert await follower.until(len(warm_up), timeout=90), stack.logs()  # the worker is up
+        publishing = asyncio.create_task(publish_paced(client, rest, pause=0.15))
         assert await follower.until(len(batch.commands) // 4, timeout=90), stack.logs()
         stack.processes["worker"].kill()
         processed_at_kill = follower.tally.processed
