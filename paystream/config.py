@@ -55,6 +55,11 @@ class PaystreamSettings(BaseSettings):
         default_factory=dict,
         description='Per-currency maximum in minor units, e.g. {"JPY": 1000000}.',
     )
+    replication_factor: int = Field(
+        default=1,
+        gt=0,
+        description="Replication factor of the topics paystream creates (1 on the local broker).",
+    )
     broker_heap: str = Field(default="512m", description="Heap size of the local broker's JVM.")
     session_timeout_ms: int = Field(
         default=10_000,

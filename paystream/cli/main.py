@@ -60,7 +60,7 @@ def project() -> None:
     settings = PaystreamSettings()
     bootstrap = _bootstrap(settings)
     catalogue = TopicCatalogue(settings.namespace)
-    asyncio.run(ensure_topics(bootstrap, catalogue))
+    asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     projector = Projector(
         bootstrap=bootstrap,
         topic=catalogue.events.name,
@@ -104,7 +104,9 @@ def demo(
 def topics_create() -> None:
     """Create the catalogue's missing topics."""
     settings = PaystreamSettings()
-    created = asyncio.run(ensure_topics(_bootstrap(settings), TopicCatalogue(settings.namespace)))
+    catalogue = TopicCatalogue(settings.namespace)
+    bootstrap = _bootstrap(settings)
+    created = asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 

@@ -152,7 +152,8 @@ def run_pipeline(
 ) -> DemoResult:
     """Run worker and projector as child processes, drive a batch through, stop them."""
     environment = StackEnvironment(bootstrap, settings.namespace, settings.resolved_database_url())
-    asyncio.run(ensure_topics(bootstrap, TopicCatalogue(settings.namespace)))
+    catalogue = TopicCatalogue(settings.namespace)
+    asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     logs = Path(settings.home) / "logs"
     children = [
         ChildProcess(role, environment, logs / f"{role}.log") for role in ("worker", "project")

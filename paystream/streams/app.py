@@ -41,7 +41,7 @@ def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
         autodiscover=False,
         store="memory://",
         topic_partitions=catalogue.commands.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",

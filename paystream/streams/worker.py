@@ -14,7 +14,8 @@ from paystream.streams.app import create_app
 
 def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WARNING") -> None:
     """Create the catalogue's topics if missing, then run the Faust worker until signalled."""
-    asyncio.run(ensure_topics(bootstrap, TopicCatalogue(settings.namespace)))
+    catalogue = TopicCatalogue(settings.namespace)
+    asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     app = create_app(settings, bootstrap)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG so that every log call turns it:
