@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import OrderBatch, realistic_batch
-from paystream.demo.tally import LogFollower, LogTally, end_offsets
+from paystream.demo.tally import BatchScope, LogFollower, LogTally, end_offsets
 from paystream.events.admin import ensure_topics
 from paystream.events.client import PaymentsClient
 from paystream.events.schema_store import schema_catalogue
@@ -94,6 +94,7 @@ async def follow_pipeline(
     bootstrap: str,
     codec: EventCodec,
     start: dict[TopicPartition, int],
+    scope: BatchScope,
     batch: OrderBatch,
     progress: Progress,
     timeout: float,
@@ -102,7 +103,7 @@ async def follow_pipeline(
     expected = len(batch.commands) + len(batch.poison)
     task = progress.add_task("processed by the worker", total=expected)
     deadline = time.monotonic() + timeout
-    async with LogFollower(bootstrap, codec, start) as follower:
+    async with LogFollower(bootstrap, codec, start, scope) as follower:
         while follower.tally.processed < expected:
             if time.monotonic() > deadline:
                 raise DemoFailed(f"only {follower.tally.processed} of {expected} processed")
@@ -135,10 +136,18 @@ async def drive(
     start = await end_offsets(
         environment.bootstrap, [catalogue.events.name, catalogue.dead_letters.name]
     )
+    commands_start = await end_offsets(environment.bootstrap, [catalogue.commands.name])
+    scope = BatchScope(
+        command_ids=frozenset(command.command_id for command in batch.commands),
+        commands_topic=catalogue.commands.name,
+        commands_start={tp.partition: offset for tp, offset in commands_start.items()},
+    )
     began = time.monotonic()
     with _progress(console) as progress:
         await publish_batch(environment.bootstrap, catalogue, batch, progress)
-        tally = await follow_pipeline(environment.bootstrap, codec, start, batch, progress, timeout)
+        tally = await follow_pipeline(
+            environment.bootstrap, codec, start, scope, batch, progress, timeout
+        )
         projected = await wait_projected(environment.database_url, batch, progress, timeout)
     return DemoResult(batch, tally, projected, time.monotonic() - began)
 

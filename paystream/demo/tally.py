@@ -25,10 +25,29 @@ from paystream.events.records import (
 from paystream.events.wire import DecodeError, EventCodec
 
 
+@dataclass(frozen=True)
+class BatchScope:
+    """Which records belong to one batch: its commands, and dead letters of messages published
+    at or after given offsets of the commands topic. Anything else on the log (a replay of an
+    earlier run after a crash, other clients' traffic) is left out of the tally."""
+
+    command_ids: frozenset[str]
+    commands_topic: str
+    commands_start: dict[int, int]
+
+    def covers(self, record: AvroRecord) -> bool:
+        """True when ``record`` answers a command or message of this batch."""
+        if isinstance(record, DeadLetter):
+            start = self.commands_start.get(record.source_partition, 0)
+            return record.source_topic == self.commands_topic and record.source_offset >= start
+        return getattr(record, "command_id", None) in self.command_ids
+
+
 @dataclass
 class LogTally:
     """What the log says happened to a batch of commands."""
 
+    scope: BatchScope | None = None
     decisions: dict[str, PaymentAccepted | PaymentRejected] = field(default_factory=dict)
     decision_copies: Counter[str] = field(default_factory=Counter)
     deciding_commands: dict[str, set[str]] = field(default_factory=dict)
@@ -59,6 +78,8 @@ class LogTally:
 
     def add(self, record: AvroRecord) -> None:
         """Count one record (duplicates by event id count once)."""
+        if self.scope is not None and not self.scope.covers(record):
+            return
         if isinstance(record, PaymentAccepted | PaymentRejected):
             self.decisions.setdefault(record.payment_id, record)
             self.decision_copies[record.event_id] += 1
@@ -117,11 +138,17 @@ async def topic_partitions(
 class LogFollower:
     """Follows topics from given start offsets, tallying what it reads."""
 
-    def __init__(self, bootstrap: str, codec: EventCodec, start: dict[TopicPartition, int]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        codec: EventCodec,
+        start: dict[TopicPartition, int],
+        scope: BatchScope | None = None,
+    ) -> None:
         self._start = start
         self._codec = codec
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        self.tally = LogTally()
+        self.tally = LogTally(scope)
 
     async def __aenter__(self) -> LogFollower:
         await self._consumer.start()

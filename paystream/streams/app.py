@@ -17,6 +17,7 @@ from paystream.events.records import RequestPayment, utc_now
 from paystream.events.schema_store import schema_catalogue
 from paystream.events.topics import TopicCatalogue, TopicSpec
 from paystream.events.wire import DecodeError, EventCodec
+from paystream.streams.faust_patches import correct_gap_bookkeeping
 from paystream.streams.idempotency_keys import ChangelogKeys
 from paystream.streams.intake import PaymentIntake
 from paystream.streams.validation import ValidationPolicy
@@ -33,6 +34,7 @@ def _broker_urls(bootstrap: str) -> list[str]:
 
 def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
     """The Faust app for ``settings.namespace`` with every processor installed."""
+    correct_gap_bookkeeping()
     catalogue = TopicCatalogue(settings.namespace)
     session_timeout = settings.session_timeout_ms / 1000
     app = faust.App(
