@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -46,6 +47,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield state.bootstrap
     finally:
         broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from paystream.config import PaystreamSettings
 from paystream.events.dead_letters import dead_letter_for
@@ -17,15 +17,10 @@ from paystream.events.records import RequestPayment, utc_now
 from paystream.events.schema_store import schema_catalogue
 from paystream.events.topics import TopicCatalogue, TopicSpec
 from paystream.events.wire import DecodeError, EventCodec
-from paystream.streams.faust_patches import correct_gap_bookkeeping
-from paystream.streams.idempotency_keys import ChangelogKeys
 from paystream.streams.intake import PaymentIntake
 from paystream.streams.validation import ValidationPolicy
 
 INTAKE = "intake"
-# Commands are handled in batches: Faust's per-record stream overhead is larger than our logic.
-BATCH_SIZE = 500
-BATCH_WAIT_S = 0.05
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -34,7 +29,6 @@ def _broker_urls(bootstrap: str) -> list[str]:
 
 def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
     """The Faust app for ``settings.namespace`` with every processor installed."""
-    correct_gap_bookkeeping()
     catalogue = TopicCatalogue(settings.namespace)
     session_timeout = settings.session_timeout_ms / 1000
     app = faust.App(
@@ -73,16 +67,14 @@ def raw_topic(app: faust.App, spec: TopicSpec) -> Any:
     )
 
 
-async def produce(
-    app: faust.App, topic: str, key: bytes | None, value: bytes, partition: int | None = None
-) -> None:
+async def produce(app: faust.App, topic: str, key: bytes | None, value: bytes) -> None:
     """Hand a record to the app's Kafka producer without waiting for the broker's ack.
 
     Faust flushes this producer before it commits the consumed offsets, so a crash before the
     ack replays the input instead of losing the output. Going straight to the producer skips
     Faust's per-message send buffer, which drains one message per loop iteration.
     """
-    await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+    await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
 
 
 def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: PaystreamSettings) -> None:
@@ -91,40 +83,31 @@ def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: Paystrea
     commands = raw_topic(app, catalogue.commands)
     seen_keys = app.Table(
         "idempotency-keys",
+        # Keys and values travel as JSON (the table default serializers).
         key_type=str,
         partitions=catalogue.commands.partitions,
     )
-    keys = ChangelogKeys(seen_keys)
-    intake = PaymentIntake(ValidationPolicy.from_settings(settings), keys)
-
-    async def handle(event: EventT[bytes]) -> None:
-        message = event.message
-        try:
-            command = codec.decode_as(event.value, [RequestPayment])
-        except DecodeError as error:
-            letter = dead_letter_for(
-                processor=INTAKE,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=event.key,
-                payload=event.value,
-                error=error,
-            )
-            await produce(app, catalogue.dead_letters.name, event.key, codec.encode(letter))
-            return
-        outcome = intake.handle(command, utc_now())
-        for key, value in keys.drain():
-            await produce(app, keys.changelog_topic, key, value, partition=message.partition)
-        await produce(
-            app, catalogue.events.name, outcome.payment_id.encode(), codec.encode(outcome)
-        )
+    intake = PaymentIntake(ValidationPolicy.from_settings(settings), seen_keys)
 
     async def intake_agent(stream: StreamT[bytes]) -> None:
-        # take_events acknowledges a batch only after this loop has handled all of it.
-        batches = stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
-        async for batch in batches:
-            for event in batch:
-                await handle(event)
+        async for event in stream.events():
+            message = event.message
+            try:
+                command = codec.decode_as(event.value, [RequestPayment])
+            except DecodeError as error:
+                letter = dead_letter_for(
+                    processor=INTAKE,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=event.key,
+                    payload=event.value,
+                    error=error,
+                )
+                await produce(app, catalogue.dead_letters.name, event.key, codec.encode(letter))
+                continue
+            outcome = intake.handle(command, utc_now())
+            key = outcome.payment_id.encode()
+            await produce(app, catalogue.events.name, key, codec.encode(outcome))
 
     app.agent(commands, name=INTAKE)(intake_agent)
