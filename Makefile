@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOURCES := paystream events streams projections schemas deploy tests
 
 .PHONY: demo test lint docs install clean
 
@@ -19,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/paystream demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check paystream tests
-	$(BIN)/ruff format --check paystream tests
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
 
 test: $(STAMP) lint

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from deploy.local_kafka import LocalKafka
+from events.admin import delete_topics, ensure_topics
+from events.topics import TopicCatalogue
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import LocalKafka
-from paystream.events.admin import delete_topics, ensure_topics
-from paystream.events.topics import TopicCatalogue
 from paystream.stack import ChildProcess, StackEnvironment
 
 T = TypeVar("T")

@@ -14,17 +14,17 @@ from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from events.admin import create_missing_topics, delete_topics, ensure_topics
+from events.identity import idempotency_scope
+from events.records import utc_now
+from events.schema_store import ManifestSchemas
+from events.topics import TopicCatalogue
+from events.wire import EventCodec
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.events.admin import create_missing_topics, delete_topics, ensure_topics
-from paystream.events.identity import idempotency_scope
-from paystream.events.records import utc_now
-from paystream.events.schema_store import ManifestSchemas
-from paystream.events.topics import TopicCatalogue
-from paystream.events.wire import EventCodec
 from paystream.stack import ChildProcess, StackEnvironment
-from paystream.streams.intake import PaymentIntake
-from paystream.streams.validation import ValidationPolicy
+from streams.intake import PaymentIntake
+from streams.validation import ValidationPolicy
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.session import broker_session
+from deploy.toolchain import LocalKafkaError
 from paystream.config import PaystreamSettings
-from paystream.deploy.session import broker_session
-from paystream.deploy.toolchain import LocalKafkaError
 
 bench_app = typer.Typer(no_args_is_help=True)
 console = Console()

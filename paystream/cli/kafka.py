@@ -8,9 +8,9 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from deploy.local_kafka import BrokerState, LocalKafka
+from deploy.toolchain import LocalKafkaError
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import BrokerState, LocalKafka
-from paystream.deploy.toolchain import LocalKafkaError
 
 kafka_app = typer.Typer(
     help="Run a local single-node Apache Kafka broker (unless PAYSTREAM_KAFKA_BOOTSTRAP is set).",
@@ -80,8 +80,8 @@ def status() -> None:
 
 def _create_topics(bootstrap: str, namespace: str) -> list[str]:
     # Imported here so that `stop` and `status` work without the events package's dependencies.
-    from paystream.events.admin import ensure_topics
-    from paystream.events.topics import TopicCatalogue
+    from events.admin import ensure_topics
+    from events.topics import TopicCatalogue
 
     return asyncio.run(ensure_topics(bootstrap, TopicCatalogue(namespace)))
 

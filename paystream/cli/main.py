@@ -10,20 +10,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from deploy.local_kafka import BrokerUnavailable, resolve_bootstrap
+from deploy.session import broker_session
+from deploy.toolchain import LocalKafkaError
+from events.admin import ensure_topics
+from events.schema_store import schema_catalogue
+from events.topic_reference import replace_reference, topic_reference
+from events.topics import TopicCatalogue
+from events.wire import EventCodec
 from paystream.cli.bench import bench_app
 from paystream.cli.kafka import kafka_app
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import BrokerUnavailable, resolve_bootstrap
-from paystream.deploy.session import broker_session
-from paystream.deploy.toolchain import LocalKafkaError
-from paystream.events.admin import ensure_topics
-from paystream.events.schema_store import schema_catalogue
-from paystream.events.topic_reference import replace_reference, topic_reference
-from paystream.events.topics import TopicCatalogue
-from paystream.events.wire import EventCodec
-from paystream.projections.database import open_database
-from paystream.projections.payment_status import PaymentStatusProjection
-from paystream.projections.projector import Projector
+from projections.database import open_database
+from projections.payment_status import PaymentStatusProjection
+from projections.projector import Projector
 
 app = typer.Typer(
     help="paystream: event-sourced payments on Apache Kafka.",
@@ -48,7 +48,7 @@ def _bootstrap(settings: PaystreamSettings) -> str:
 @app.command()
 def worker(loglevel: str = "WARNING") -> None:
     """Run the stream processors (intake) until stopped."""
-    from paystream.streams.worker import run_worker
+    from streams.worker import run_worker
 
     settings = PaystreamSettings()
     run_worker(settings, _bootstrap(settings), loglevel)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from paystream.events.identity import payment_id_for
-from paystream.events.records import PaymentMethod, RejectionReason, RequestPayment, utc_now
+from events.identity import payment_id_for
+from events.records import PaymentMethod, RejectionReason, RequestPayment, utc_now
 
 # Coin-recharge price tiers of a consumer app, in fen (CNY minor units).
 RECHARGE_TIERS_FEN = (600, 3000, 9800, 19800, 32800, 64800)

@@ -14,17 +14,17 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from events.admin import ensure_topics
+from events.client import PaymentsClient
+from events.schema_store import schema_catalogue
+from events.topics import TopicCatalogue
+from events.wire import EventCodec
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import OrderBatch, realistic_batch
 from paystream.demo.tally import BatchScope, LogFollower, LogTally, end_offsets
-from paystream.events.admin import ensure_topics
-from paystream.events.client import PaymentsClient
-from paystream.events.schema_store import schema_catalogue
-from paystream.events.topics import TopicCatalogue
-from paystream.events.wire import EventCodec
-from paystream.projections.database import open_database
-from paystream.projections.models import PaymentStatus
 from paystream.stack import ChildProcess, StackEnvironment
+from projections.database import open_database
+from projections.models import PaymentStatus
 
 PUBLISH_CHUNK = 250
 

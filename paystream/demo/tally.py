@@ -15,14 +15,14 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from paystream.events.records import (
+from events.records import (
     AvroRecord,
     CommandDeduplicated,
     DeadLetter,
     PaymentAccepted,
     PaymentRejected,
 )
-from paystream.events.wire import DecodeError, EventCodec
+from events.wire import DecodeError, EventCodec
 
 
 @dataclass(frozen=True)

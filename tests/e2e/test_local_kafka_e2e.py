@@ -16,10 +16,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import Result
 from typer.testing import CliRunner
 
+from deploy.local_kafka import LocalKafka, resolve_bootstrap
+from events.topics import TopicCatalogue
 from paystream.cli.kafka import kafka_app
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import LocalKafka, resolve_bootstrap
-from paystream.events.topics import TopicCatalogue
 
 pytestmark = pytest.mark.e2e
 

@@ -12,14 +12,14 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from events.client import PaymentsClient
+from events.records import PaymentAccepted, PaymentRejected, RequestPayment
+from events.schema_store import ManifestSchemas
+from events.wire import EventCodec
 from paystream.demo.orders import OrderBatch, realistic_batch
 from paystream.demo.tally import LogFollower, end_offsets
-from paystream.events.client import PaymentsClient
-from paystream.events.records import PaymentAccepted, PaymentRejected, RequestPayment
-from paystream.events.schema_store import ManifestSchemas
-from paystream.events.wire import EventCodec
-from paystream.projections.database import open_database
-from paystream.projections.models import PaymentStatus
+from projections.database import open_database
+from projections.models import PaymentStatus
 
 pytestmark = pytest.mark.e2e
 

@@ -11,14 +11,14 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from events.records import PaymentAccepted, PaymentRejected
+from events.schema_store import ManifestSchemas
+from events.wire import EventCodec
 from paystream.demo.orders import realistic_batch
 from paystream.demo.tally import LogFollower, end_offsets
-from paystream.events.records import PaymentAccepted, PaymentRejected
-from paystream.events.schema_store import ManifestSchemas
-from paystream.events.wire import EventCodec
-from paystream.projections.database import open_database
-from paystream.projections.models import PaymentStatus, ProjectionOffset
-from paystream.streams.validation import ValidationPolicy, decide
+from projections.database import open_database
+from projections.models import PaymentStatus, ProjectionOffset
+from streams.validation import ValidationPolicy, decide
 
 pytestmark = pytest.mark.e2e
 CODEC = EventCodec(ManifestSchemas())

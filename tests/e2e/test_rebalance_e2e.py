@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
+from events.client import PaymentsClient
+from events.schema_store import ManifestSchemas
+from events.wire import EventCodec
 from paystream.demo.orders import realistic_batch
 from paystream.demo.tally import LogFollower, end_offsets
-from paystream.events.client import PaymentsClient
-from paystream.events.schema_store import ManifestSchemas
-from paystream.events.wire import EventCodec
 
 pytestmark = pytest.mark.e2e
 

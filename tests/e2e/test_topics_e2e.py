@@ -8,8 +8,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from paystream.events.admin import TopicSetupError, delete_topics, ensure_topics
-from paystream.events.topics import TopicCatalogue
+from events.admin import TopicSetupError, delete_topics, ensure_topics
+from events.topics import TopicCatalogue
 
 pytestmark = pytest.mark.e2e
 

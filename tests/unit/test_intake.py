@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from paystream.events.identity import payment_id_for
-from paystream.events.records import (
+from events.identity import payment_id_for
+from events.records import (
     CommandDeduplicated,
     PaymentAccepted,
     PaymentMethod,
     PaymentRejected,
     RequestPayment,
 )
-from paystream.streams.intake import PaymentIntake
-from paystream.streams.validation import ValidationPolicy
+from streams.intake import PaymentIntake
+from streams.validation import ValidationPolicy
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = ValidationPolicy(max_amount_minor=10_000_000)

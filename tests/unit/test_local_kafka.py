@@ -15,9 +15,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from paystream.cli.kafka import kafka_app
-from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import (
+from deploy.local_kafka import (
     BrokerState,
     BrokerUnavailable,
     LocalKafka,
@@ -28,7 +26,7 @@ from paystream.deploy.local_kafka import (
     render_server_properties,
     resolve_bootstrap,
 )
-from paystream.deploy.toolchain import (
+from deploy.toolchain import (
     JarResolutionFailed,
     kafka_version,
     parse_java_major,
@@ -36,6 +34,8 @@ from paystream.deploy.toolchain import (
     require_maven,
     resolve_jars,
 )
+from paystream.cli.kafka import kafka_app
+from paystream.config import PaystreamSettings
 
 JAVA_17_OUTPUT = (
     'openjdk version "17.0.15" 2025-04-15\n'

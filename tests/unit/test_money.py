@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from paystream.events.money import Money, UnknownCurrency, currency_exponent, is_known_currency
+from events.money import Money, UnknownCurrency, currency_exponent, is_known_currency
 
 
 @pytest.mark.parametrize(

@@ -8,19 +8,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from paystream.demo.orders import OrderBatch, realistic_batch
-from paystream.events.identity import idempotency_scope, payment_id_for
-from paystream.events.records import (
+from events.identity import idempotency_scope, payment_id_for
+from events.records import (
     CommandDeduplicated,
     PaymentAccepted,
     PaymentRejected,
     RejectionReason,
     RequestPayment,
 )
-from paystream.events.schema_store import ManifestSchemas
-from paystream.events.wire import DecodeError, EventCodec
-from paystream.streams.intake import PaymentIntake
-from paystream.streams.validation import ValidationPolicy, validate_request
+from events.schema_store import ManifestSchemas
+from events.wire import DecodeError, EventCodec
+from paystream.demo.orders import OrderBatch, realistic_batch
+from streams.intake import PaymentIntake
+from streams.validation import ValidationPolicy, validate_request
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 FIXED_TIME = datetime(2024, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from paystream.events.topic_reference import START, topic_reference
+from events.topic_reference import START, topic_reference
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from paystream.events.records import PaymentMethod, RequestPayment, utc_now
-from paystream.events.schema_store import RegistrySchemas, SchemaNotFound
-from paystream.events.wire import EventCodec, UnknownSchemaId, unframe
+from events.records import PaymentMethod, RequestPayment, utc_now
+from events.schema_store import RegistrySchemas, SchemaNotFound
+from events.wire import EventCodec, UnknownSchemaId, unframe
 
 
 class RegistryState:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from paystream.events.records import RECORD_TYPES
-from paystream.events.schema_compat import backward_transitive_problems, read_problems
-from paystream.events.schema_store import ManifestSchemas, full_name, load_manifest_entries
+from events.records import RECORD_TYPES
+from events.schema_compat import backward_transitive_problems, read_problems
+from events.schema_store import ManifestSchemas, full_name, load_manifest_entries
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "paystream" / "schemas"
-REPO_ROOT = SCHEMAS_DIR.parents[1]
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+REPO_ROOT = SCHEMAS_DIR.parent
 
 
 def test_manifest_ids_and_versions_are_unique_and_contiguous():

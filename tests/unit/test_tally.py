@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from events.dead_letters import dead_letter_for
+from events.records import CommandDeduplicated, PaymentAccepted, PaymentRejected
+from events.wire import BadFraming
 from paystream.demo.orders import realistic_batch
 from paystream.demo.tally import BatchScope, LogTally
-from paystream.events.dead_letters import dead_letter_for
-from paystream.events.records import CommandDeduplicated, PaymentAccepted, PaymentRejected
-from paystream.events.wire import BadFraming
-from paystream.streams.intake import PaymentIntake
-from paystream.streams.validation import ValidationPolicy
+from streams.intake import PaymentIntake
+from streams.validation import ValidationPolicy
 
 TOPIC = "ns.payments.commands"
 

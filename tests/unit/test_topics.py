@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from paystream.events.records import (
+from events.records import (
     CommandDeduplicated,
     PaymentAccepted,
     PaymentRejected,
     RequestPayment,
 )
-from paystream.events.topic_reference import END, START, replace_reference, topic_reference
-from paystream.events.topics import TopicCatalogue
+from events.topic_reference import END, START, replace_reference, topic_reference
+from events.topics import TopicCatalogue
 
 
 @pytest.mark.parametrize("namespace", ["paystream", "t5c3bc8412b", "demo.eu-1"])

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from paystream.events.identity import payment_id_for
-from paystream.events.records import (
+from events.identity import payment_id_for
+from events.records import (
     PaymentAccepted,
     PaymentMethod,
     PaymentRejected,
     RejectionReason,
     RequestPayment,
 )
-from paystream.streams.validation import ValidationPolicy, decide, validate_request
+from streams.validation import ValidationPolicy, decide, validate_request
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 MAX = 10_000_000

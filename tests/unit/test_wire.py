@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import fastavro
 import pytest
 
-from paystream.events.records import (
+from events.records import (
     RECORD_TYPES,
     AvroRecord,
     CommandDeduplicated,
@@ -20,8 +20,8 @@ from paystream.events.records import (
     RejectionReason,
     RequestPayment,
 )
-from paystream.events.schema_store import ManifestSchemas, SchemaVersion
-from paystream.events.wire import (
+from events.schema_store import ManifestSchemas, SchemaVersion
+from events.wire import (
     AvroBodyError,
     BadFraming,
     DecodeError,

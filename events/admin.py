@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from paystream.events.topics import TopicCatalogue, TopicSpec
+from events.topics import TopicCatalogue, TopicSpec
 
 # A single-node local broker cannot replicate; a real cluster's operators set their own factor.
 REPLICATION_FACTOR = 1

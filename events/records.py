@@ -1,4 +1,4 @@
-"""Typed commands and events, one class per Avro schema in ``paystream/schemas``.
+"""Typed commands and events, one class per Avro schema in ``schemas``.
 
 Each class names its schema subject (the record's full Avro name); a test checks that the
 fields match the newest schema version, so the classes cannot drift from the schemas.
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Self
 
-from paystream.events.money import Money
+from events.money import Money
 
 
 class PaymentMethod(StrEnum):

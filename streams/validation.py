@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from paystream.config import PaystreamSettings
-from paystream.events.identity import payment_id_for, stage_event_id
-from paystream.events.money import is_known_currency
-from paystream.events.records import (
+from events.identity import payment_id_for, stage_event_id
+from events.money import is_known_currency
+from events.records import (
     PaymentAccepted,
     PaymentRejected,
     RejectionReason,
     RequestPayment,
 )
+from paystream.config import PaystreamSettings
 
 STAGE = "validation"
 # Always used with fullmatch: "$" would also match before a trailing newline.

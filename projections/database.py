@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
-from paystream.projections.models import Base
+from projections.models import Base
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -1,7 +1,7 @@
 """Payment intake: validate each RequestPayment once per idempotency key.
 
 ``PaymentIntake`` holds the logic over any store of seen keys (a dict in tests); the Faust
-agent in ``paystream.streams.app`` gives it a changelog-backed table so the memory survives
+agent in ``streams.app`` gives it a changelog-backed table so the memory survives
 restarts and moves with its partition to another worker.
 """
 
@@ -12,14 +12,14 @@ import json
 from datetime import datetime
 from typing import Protocol
 
-from paystream.events.identity import derived_id, idempotency_scope, payment_id_for
-from paystream.events.records import (
+from events.identity import derived_id, idempotency_scope, payment_id_for
+from events.records import (
     CommandDeduplicated,
     PaymentAccepted,
     PaymentRejected,
     RequestPayment,
 )
-from paystream.streams.validation import ValidationPolicy, decide
+from streams.validation import ValidationPolicy, decide
 
 IntakeOutcome = PaymentAccepted | PaymentRejected | CommandDeduplicated
 FirstUse = dict[str, str]

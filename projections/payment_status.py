@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from paystream.events.records import (
+from events.records import (
     AvroRecord,
     PaymentAccepted,
     PaymentRejected,
 )
-from paystream.projections.models import PaymentStatus
+from projections.models import PaymentStatus
 
 ACCEPTED = "ACCEPTED"
 REJECTED = "REJECTED"

@@ -11,14 +11,14 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
+from events.dead_letters import dead_letter_for
+from events.records import RequestPayment, utc_now
+from events.schema_store import schema_catalogue
+from events.topics import TopicCatalogue, TopicSpec
+from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
-from paystream.events.dead_letters import dead_letter_for
-from paystream.events.records import RequestPayment, utc_now
-from paystream.events.schema_store import schema_catalogue
-from paystream.events.topics import TopicCatalogue, TopicSpec
-from paystream.events.wire import DecodeError, EventCodec
-from paystream.streams.intake import PaymentIntake
-from paystream.streams.validation import ValidationPolicy
+from streams.intake import PaymentIntake
+from streams.validation import ValidationPolicy
 
 INTAKE = "intake"
 

@@ -31,10 +31,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from deploy.toolchain import JarResolutionFailed as JarResolutionFailed  # re-export
+from deploy.toolchain import LocalKafkaError, kafka_version, require_java, resolve_jars
+from deploy.toolchain import ToolchainMissing as ToolchainMissing  # re-export
 from paystream.config import PaystreamSettings
-from paystream.deploy.toolchain import JarResolutionFailed as JarResolutionFailed  # re-export
-from paystream.deploy.toolchain import LocalKafkaError, kafka_version, require_java, resolve_jars
-from paystream.deploy.toolchain import ToolchainMissing as ToolchainMissing  # re-export
 
 DEFAULT_PORT = 9092
 HOST = "127.0.0.1"
@@ -75,7 +75,7 @@ class BrokerState:
 
 
 def _packaged(name: str) -> Traversable:
-    return resources.files("paystream.deploy").joinpath("kafka", name)
+    return resources.files("deploy").joinpath("kafka", name)
 
 
 def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from paystream.events.identity import derived_id
-from paystream.events.records import DeadLetter, utc_now
-from paystream.events.wire import DecodeError
+from events.identity import derived_id
+from events.records import DeadLetter, utc_now
+from events.wire import DecodeError
 
 
 def dead_letter_for(

@@ -26,12 +26,12 @@ from typing import Self
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from paystream.events.identity import idempotency_scope, payment_id_for
-from paystream.events.money import Money
-from paystream.events.records import PaymentMethod, RequestPayment, utc_now
-from paystream.events.schema_store import ManifestSchemas, SchemaCatalogue
-from paystream.events.topics import TopicCatalogue
-from paystream.events.wire import EventCodec
+from events.identity import idempotency_scope, payment_id_for
+from events.money import Money
+from events.records import PaymentMethod, RequestPayment, utc_now
+from events.schema_store import ManifestSchemas, SchemaCatalogue
+from events.topics import TopicCatalogue
+from events.wire import EventCodec
 
 
 class MissingIdempotencyKey(ValueError):

@@ -13,8 +13,8 @@ from typing import TypeVar
 
 import fastavro
 
-from paystream.events.records import RECORD_TYPES, AvroRecord
-from paystream.events.schema_store import SchemaCatalogue, SchemaNotFound, SchemaVersion
+from events.records import RECORD_TYPES, AvroRecord
+from events.schema_store import SchemaCatalogue, SchemaNotFound, SchemaVersion
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from paystream.events.records import (
+from events.records import (
     AvroRecord,
     CommandDeduplicated,
     DeadLetter,

@@ -57,20 +57,20 @@ class SchemaCatalogue(Protocol):
 
 
 def _read_schema_file(relative: str) -> dict[str, Any]:
-    source = resources.files("paystream.schemas").joinpath(relative)
+    source = resources.files("schemas").joinpath(relative)
     definition: dict[str, Any] = json.loads(source.read_text(encoding="utf-8"))
     return definition
 
 
 def load_manifest_entries() -> list[dict[str, Any]]:
     """The manifest's entries: id, subject, version, file and fingerprint of every schema."""
-    text = resources.files("paystream.schemas").joinpath(MANIFEST).read_text(encoding="utf-8")
+    text = resources.files("schemas").joinpath(MANIFEST).read_text(encoding="utf-8")
     entries: list[dict[str, Any]] = json.loads(text)["schemas"]
     return entries
 
 
 class ManifestSchemas:
-    """Schema ids fixed by ``paystream/schemas/manifest.json``; the default, needing no service."""
+    """Schema ids fixed by ``schemas/manifest.json``; the default, needing no service."""
 
     def __init__(self) -> None:
         self._by_id: dict[int, SchemaVersion] = {}

@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from paystream.events.dead_letters import dead_letter_for
-from paystream.events.records import AvroRecord
-from paystream.events.wire import DecodeError, EventCodec
-from paystream.projections.models import ProjectionOffset
+from events.dead_letters import dead_letter_for
+from events.records import AvroRecord
+from events.wire import DecodeError, EventCodec
+from projections.models import ProjectionOffset
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import asyncio
 
 import faust
 
+from events.admin import ensure_topics
+from events.topics import TopicCatalogue
 from paystream.config import PaystreamSettings
-from paystream.events.admin import ensure_topics
-from paystream.events.topics import TopicCatalogue
-from paystream.streams.app import create_app
+from streams.app import create_app
 
 
 def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WARNING") -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from deploy.local_kafka import LocalKafka
 from paystream.config import PaystreamSettings
-from paystream.deploy.local_kafka import LocalKafka
 
 
 @contextlib.contextmanager
