@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from events.identity import derived_id
 from events.records import DeadLetter, utc_now
 from events.wire import DecodeError
@@ -34,4 +36,29 @@ def dead_letter_for(
         payload=payload or b"",
         error_type=kind,
         reason=str(error),
+    )
+
+
+class ConsumedMessage(Protocol):
+    """What Faust's messages and aiokafka's records both carry about where they came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_for_message(
+    processor: str, message: ConsumedMessage, error: Exception
+) -> DeadLetter:
+    """A DeadLetter for a consumed ``message`` (raw key and value) that ``error`` stopped."""
+    return dead_letter_for(
+        processor=processor,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        payload=message.value,
+        error=error,
     )

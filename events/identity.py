@@ -24,7 +24,7 @@ def payment_id_for(merchant_id: str, idempotency_key: str) -> str:
 
 def stage_event_id(payment_id: str, stage: str) -> str:
     """The id of the one event a stage emits for a payment, identical on every redelivery."""
-    return str(uuid.uuid5(PAYMENT_NAMESPACE, f"{payment_id}:{stage}"))
+    return derived_id(payment_id, stage)
 
 
 def derived_id(*parts: str | int) -> str:

@@ -36,11 +36,10 @@ def read_problems(reader: dict[str, Any], writer: dict[str, Any]) -> tuple[str, 
     result = checker.get_compatibility(_parse(reader), _parse(writer))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return ()
-    kinds = sorted(str(kind.value) for kind in result.incompatibilities)
-    where = sorted(result.locations)
-    return tuple(f"{kind} at {location}" for kind, location in zip(kinds, where, strict=False)) or (
-        "incompatible",
-    )
+    # The checker reports the kinds and the places as two separate sets, so they are listed
+    # side by side rather than paired up.
+    kinds = sorted(str(kind.value) for kind in result.incompatibilities) or ["incompatible"]
+    return (f"{', '.join(kinds)} (at {', '.join(sorted(result.locations))})",)
 
 
 def backward_transitive_problems(

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from events.dead_letters import dead_letter_for
+from events.dead_letters import dead_letter_for_message
 from events.records import AvroRecord
 from events.wire import DecodeError, EventCodec
 from projections.models import ProjectionOffset
@@ -147,15 +147,8 @@ class Projector:
         try:
             return DecodedRecord(message.offset, self._codec.decode(message.value))
         except DecodeError as error:
-            letter = dead_letter_for(
-                processor=f"projection:{self._projection.name}",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                payload=message.value,
-                error=error,
-            )
+            processor = f"projection:{self._projection.name}"
+            letter = dead_letter_for_message(processor, message, error)
             assert self._producer is not None, "decoding happens inside run()"
             await self._producer.send_and_wait(
                 self._dead_letter_topic, self._codec.encode(letter), key=message.key

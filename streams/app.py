@@ -11,7 +11,7 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
-from events.dead_letters import dead_letter_for
+from events.dead_letters import dead_letter_for_message
 from events.records import RequestPayment, utc_now
 from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue, TopicSpec
@@ -49,6 +49,8 @@ def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
         broker_commit_every=5000,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
+        # Faust keeps per-app files here; its default is the working directory.
+        datadir=str(settings.home / "streams"),
     )
     install_intake(app, catalogue, settings)
     return app
@@ -91,19 +93,10 @@ def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: Paystrea
 
     async def intake_agent(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 command = codec.decode_as(event.value, [RequestPayment])
             except DecodeError as error:
-                letter = dead_letter_for(
-                    processor=INTAKE,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=event.key,
-                    payload=event.value,
-                    error=error,
-                )
+                letter = dead_letter_for_message(INTAKE, event.message, error)
                 await produce(app, catalogue.dead_letters.name, event.key, codec.encode(letter))
                 continue
             outcome = intake.handle(command, utc_now())

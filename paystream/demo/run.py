@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from events.admin import ensure_topics
@@ -73,21 +73,16 @@ async def publish_batch(
         await producer.stop()
 
 
-def projected_count(database_url: str, payment_ids: set[str]) -> int:
+def projected_count(engine: Engine, payment_ids: list[str]) -> int:
     """How many of ``payment_ids`` the payment-status read model holds."""
-    engine = open_database(database_url)
-    try:
-        with Session(engine) as session:
-            ids = list(payment_ids)
-            return sum(
-                session.scalar(
-                    select(func.count()).where(PaymentStatus.payment_id.in_(ids[i : i + 500]))
-                )
-                or 0
-                for i in range(0, len(ids), 500)
+    with Session(engine) as session:
+        return sum(
+            session.scalar(
+                select(func.count()).where(PaymentStatus.payment_id.in_(payment_ids[i : i + 500]))
             )
-    finally:
-        engine.dispose()
+            or 0
+            for i in range(0, len(payment_ids), 500)
+        )
 
 
 async def follow_pipeline(
@@ -116,14 +111,18 @@ async def wait_projected(
     database_url: str, batch: OrderBatch, progress: Progress, timeout: float
 ) -> int:
     """Wait until the read model holds every payment of the batch."""
-    wanted = set(batch.expected)
+    wanted = list(batch.expected)
     task = progress.add_task("projected to the read model", total=len(wanted))
     deadline = time.monotonic() + timeout
     count = 0
-    while count < len(wanted) and time.monotonic() < deadline:
-        count = await asyncio.to_thread(projected_count, database_url, wanted)
-        progress.update(task, completed=count)
-        await asyncio.sleep(0.3)
+    engine = open_database(database_url)
+    try:
+        while count < len(wanted) and time.monotonic() < deadline:
+            count = await asyncio.to_thread(projected_count, engine, wanted)
+            progress.update(task, completed=count)
+            await asyncio.sleep(0.3)
+    finally:
+        engine.dispose()
     return count
 
 
@@ -133,14 +132,17 @@ async def drive(
     """Publish the batch and follow it through the worker and the projection."""
     catalogue = TopicCatalogue(environment.namespace)
     codec = EventCodec(schema_catalogue(None))
-    start = await end_offsets(
-        environment.bootstrap, [catalogue.events.name, catalogue.dead_letters.name]
-    )
-    commands_start = await end_offsets(environment.bootstrap, [catalogue.commands.name])
+    topics = [catalogue.events.name, catalogue.dead_letters.name, catalogue.commands.name]
+    offsets = await end_offsets(environment.bootstrap, topics)
+    start = {tp: offset for tp, offset in offsets.items() if tp.topic != catalogue.commands.name}
     scope = BatchScope(
         command_ids=frozenset(command.command_id for command in batch.commands),
         commands_topic=catalogue.commands.name,
-        commands_start={tp.partition: offset for tp, offset in commands_start.items()},
+        commands_start={
+            tp.partition: offset
+            for tp, offset in offsets.items()
+            if tp.topic == catalogue.commands.name
+        },
     )
     began = time.monotonic()
     with _progress(console) as progress:

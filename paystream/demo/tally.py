@@ -49,7 +49,6 @@ class LogTally:
 
     scope: BatchScope | None = None
     decisions: dict[str, PaymentAccepted | PaymentRejected] = field(default_factory=dict)
-    decision_copies: Counter[str] = field(default_factory=Counter)
     deciding_commands: dict[str, set[str]] = field(default_factory=dict)
     deduplicated: dict[str, CommandDeduplicated] = field(default_factory=dict)
     dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
@@ -82,7 +81,6 @@ class LogTally:
             return
         if isinstance(record, PaymentAccepted | PaymentRejected):
             self.decisions.setdefault(record.payment_id, record)
-            self.decision_copies[record.event_id] += 1
             self.deciding_commands.setdefault(record.payment_id, set()).add(record.command_id)
             self._seen_at(record.occurred_at)
         elif isinstance(record, CommandDeduplicated):

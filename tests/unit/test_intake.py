@@ -17,6 +17,7 @@ from events.records import (
 )
 from streams.intake import PaymentIntake
 from streams.validation import ValidationPolicy
+from tests.unit.samples import request_payment
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = ValidationPolicy(max_amount_minor=10_000_000)
@@ -26,20 +27,15 @@ THIRD_ID = "f3a9c1d7-2b4e-4c6a-8e0f-1a2b3c4d5e6f"
 
 
 def make_command(**changes) -> RequestPayment:
-    command = RequestPayment(
-        command_id=FIRST_ID,
-        idempotency_key="order-0000042-a1b2c3d4",
-        issued_at=T0,
-        merchant_id="shop-0042",
-        order_id="ORD000000042",
-        user_id="u004711",
-        amount_minor=64800,
-        currency="CNY",
-        method=PaymentMethod.ALIPAY,
-        client_ip="10.1.2.3",
-        region="CN",
-    )
-    return dataclasses.replace(command, **changes)
+    plain = {
+        "channel": None,
+        "description": None,
+        "device_id": None,
+        "account_fingerprint": None,
+        "metadata": {},
+    }
+    base = {"command_id": FIRST_ID, "issued_at": T0, "method": PaymentMethod.ALIPAY}
+    return request_payment(**{**plain, **base, **changes})
 
 
 def retry_of(command: RequestPayment, command_id: str = RETRY_ID, **changes) -> RequestPayment:

@@ -32,6 +32,7 @@ from events.wire import (
     frame,
     unframe,
 )
+from tests.unit.samples import request_payment
 
 # Millisecond precision: the wire keeps timestamp-millis.
 ISSUED_AT = datetime(2024, 5, 1, 12, 30, 45, 123000, tzinfo=UTC)
@@ -43,22 +44,11 @@ EVENT_ID = "9c7b5a3e-1d2f-5a4b-8c6d-e0f1a2b3c4d5"
 
 
 def _request_payment() -> RequestPayment:
-    return RequestPayment(
+    return request_payment(
         command_id=COMMAND_ID,
-        idempotency_key="order-0000042-a1b2c3d4",
         issued_at=ISSUED_AT,
-        merchant_id="shop-0042",
-        order_id="ORD000000042",
-        user_id="u004711",
-        amount_minor=64800,
-        currency="CNY",
-        method=PaymentMethod.WECHAT_PAY,
-        channel="wechat-h5",
         description="648 金币充值",
-        device_id="dev-00ab12cd34",
         client_ip="2001:db8::7",
-        account_fingerprint="sha256:4f2a9c",
-        region="CN",
         metadata={"sku": "sku-648", "campaign": "spring"},
     )
 
