@@ -10,6 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from events.identity import payment_id_for, stage_event_id
 from events.money import is_known_currency
@@ -125,47 +126,42 @@ def validate_request(command: RequestPayment, policy: ValidationPolicy) -> Refus
     return check_ids(command) or check_amount(command, policy)
 
 
+def _decision_fields(command: RequestPayment, now: datetime) -> dict[str, Any]:
+    """What every decision on a request carries: its identity and what was asked for."""
+    payment_id = payment_id_for(command.merchant_id, command.idempotency_key)
+    return {
+        "event_id": stage_event_id(payment_id, STAGE),
+        "payment_id": payment_id,
+        "occurred_at": now,
+        "command_id": command.command_id,
+        "idempotency_key": command.idempotency_key,
+        "merchant_id": command.merchant_id,
+        "order_id": command.order_id,
+        "user_id": command.user_id,
+        "amount_minor": command.amount_minor,
+        "currency": command.currency,
+    }
+
+
 def decide(
     command: RequestPayment, policy: ValidationPolicy, now: datetime
 ) -> PaymentAccepted | PaymentRejected:
     """The validation stage's event for ``command``: accepted, or rejected with the reason."""
-    payment_id = payment_id_for(command.merchant_id, command.idempotency_key)
-    event_id = stage_event_id(payment_id, STAGE)
     refusal = validate_request(command, policy)
     if refusal is not None:
         return PaymentRejected(
-            event_id=event_id,
-            payment_id=payment_id,
-            occurred_at=now,
-            command_id=command.command_id,
-            idempotency_key=command.idempotency_key,
-            merchant_id=command.merchant_id,
-            order_id=command.order_id,
-            user_id=command.user_id,
-            amount_minor=command.amount_minor,
-            currency=command.currency,
+            **_decision_fields(command, now),
             stage=STAGE,
             reason=refusal.reason,
             detail=refusal.detail,
         )
-    return accept(command, payment_id, event_id, now)
+    return accept(command, now)
 
 
-def accept(
-    command: RequestPayment, payment_id: str, event_id: str, now: datetime
-) -> PaymentAccepted:
+def accept(command: RequestPayment, now: datetime) -> PaymentAccepted:
     """The PaymentAccepted event carrying the whole request."""
     return PaymentAccepted(
-        event_id=event_id,
-        payment_id=payment_id,
-        occurred_at=now,
-        command_id=command.command_id,
-        idempotency_key=command.idempotency_key,
-        merchant_id=command.merchant_id,
-        order_id=command.order_id,
-        user_id=command.user_id,
-        amount_minor=command.amount_minor,
-        currency=command.currency,
+        **_decision_fields(command, now),
         method=command.method,
         requested_channel=command.channel,
         description=command.description,
