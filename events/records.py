@@ -195,9 +195,35 @@ class DeadLetter(AvroRecord):
     reason: str
 
 
-PaymentEvent = PaymentAccepted | PaymentRejected | CommandDeduplicated
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentRefunded(AvroRecord):
+    """Money of a captured payment went back to the user (all or part of it)."""
 
-RECORD_TYPES: dict[str, type[AvroRecord]] = {
-    cls.subject: cls
-    for cls in (RequestPayment, PaymentAccepted, PaymentRejected, CommandDeduplicated, DeadLetter)
-}
+    subject: ClassVar[str] = "paystream.payments.PaymentRefunded"
+
+    event_id: str
+    payment_id: str
+    occurred_at: datetime
+    merchant_id: str
+    refund_id: str
+    amount_minor: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChargebackReceived(AvroRecord):
+    """The user's bank disputed a payment and took the money back from the merchant."""
+
+    subject: ClassVar[str] = "paystream.payments.ChargebackReceived"
+
+    event_id: str
+    payment_id: str
+    occurred_at: datetime
+    merchant_id: str
+    chargeback_id: str
+    amount_minor: int
+    currency: str
+    reason_code: str
+
+
+PaymentEvent = PaymentAccepted | PaymentRejected | CommandDeduplicated

@@ -11,11 +11,28 @@ from enum import StrEnum
 
 from events.records import (
     AvroRecord,
+    ChargebackReceived,
     CommandDeduplicated,
     DeadLetter,
     PaymentAccepted,
+    PaymentRefunded,
     PaymentRejected,
     RequestPayment,
+)
+from events.risk_records import (
+    FeatureRelease,
+    FeatureRequest,
+    FeatureSnapshot,
+    MerchantApplied,
+    MerchantLimitsOverridden,
+    MerchantOutcome,
+    MerchantRatingChanged,
+    MerchantReviewed,
+    ReviewDecision,
+    RiskAlert,
+    RiskAssessed,
+    RiskHoldResolved,
+    RuleSetPublished,
 )
 
 FOREVER = -1
@@ -74,7 +91,15 @@ class TopicCatalogue:
             retention_ms=FOREVER,
             cleanup_policy=CleanupPolicy.DELETE,
             key="payment_id (UTF-8 UUID text)",
-            records=(PaymentAccepted, PaymentRejected, CommandDeduplicated),
+            records=(
+                PaymentAccepted,
+                PaymentRejected,
+                CommandDeduplicated,
+                RiskAssessed,
+                RiskHoldResolved,
+                PaymentRefunded,
+                ChargebackReceived,
+            ),
             purpose="The payment log and source of truth: every decision about every payment, "
             "kept forever. Projections and audits are rebuilt from it.",
             ordering="Per payment: all events of one payment are in one partition, in order.",
@@ -90,6 +115,97 @@ class TopicCatalogue:
             ordering="Arrival order (one partition).",
         )
 
+        self._add_risk_topics(namespace, partitions)
+
+    def _add_risk_topics(self, namespace: str, partitions: int) -> None:
+        self.merchants = TopicSpec(
+            name=f"{namespace}.merchants",
+            partitions=partitions,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="merchant_id (UTF-8)",
+            records=(
+                MerchantApplied,
+                MerchantReviewed,
+                MerchantLimitsOverridden,
+                MerchantRatingChanged,
+            ),
+            purpose="Merchant onboarding and risk ratings: application, review, approval or "
+            "refusal, limit overrides, rating changes. Every worker reads all of it.",
+            ordering="Per merchant.",
+        )
+        self.rulesets = TopicSpec(
+            name=f"{namespace}.risk.rulesets",
+            partitions=1,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="'ruleset' (UTF-8)",
+            records=(RuleSetPublished,),
+            purpose="Published rule-set versions; the newest is live on every worker.",
+            ordering="Publication order (one partition).",
+        )
+        self.reviews = TopicSpec(
+            name=f"{namespace}.risk.reviews",
+            partitions=partitions,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="payment_id (UTF-8 UUID text), co-partitioned with the payment log",
+            records=(ReviewDecision,),
+            purpose="Reviewers' commands on held payments: release or reject.",
+            ordering="Per payment.",
+        )
+        self.alerts = TopicSpec(
+            name=f"{namespace}.risk.alerts",
+            partitions=partitions,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="merchant_id (UTF-8)",
+            records=(RiskAlert,),
+            purpose="Alerts of the post-transaction analysis, with the values that raised them.",
+            ordering="Per merchant.",
+        )
+        self.risk_features = TopicSpec(
+            name=f"{namespace}.risk.features",
+            partitions=partitions,
+            retention_ms=7 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="'<dimension>:<value>' (UTF-8), e.g. 'device:dev-9'",
+            records=(FeatureRequest, FeatureRelease),
+            purpose="Internal: payments fanned out to the feature store's partitions.",
+            ordering="Per dimension value.",
+        )
+        self.risk_snapshots = TopicSpec(
+            name=f"{namespace}.risk.snapshots",
+            partitions=partitions,
+            retention_ms=7 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="payment_id (UTF-8 UUID text), co-partitioned with the payment log",
+            records=(FeatureSnapshot,),
+            purpose="Internal: each dimension's features of a payment, back to its partition.",
+            ordering="Per payment.",
+        )
+        self.risk_outcomes = TopicSpec(
+            name=f"{namespace}.risk.outcomes",
+            partitions=partitions,
+            retention_ms=7 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="merchant_id (UTF-8)",
+            records=(MerchantOutcome,),
+            purpose="Internal: payment outcomes regrouped by merchant for its health counters.",
+            ordering="Per merchant.",
+        )
+
     def all(self) -> tuple[TopicSpec, ...]:
         """Every topic of the catalogue, in pipeline order."""
-        return (self.commands, self.events, self.dead_letters)
+        return (
+            self.commands,
+            self.events,
+            self.merchants,
+            self.rulesets,
+            self.reviews,
+            self.alerts,
+            self.risk_features,
+            self.risk_snapshots,
+            self.risk_outcomes,
+            self.dead_letters,
+        )

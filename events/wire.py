@@ -13,7 +13,8 @@ from typing import TypeVar
 
 import fastavro
 
-from events.records import RECORD_TYPES, AvroRecord
+from events.record_types import RECORD_TYPES
+from events.records import AvroRecord
 from events.schema_store import SchemaCatalogue, SchemaNotFound, SchemaVersion
 
 MAGIC_BYTE = 0

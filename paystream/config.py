@@ -67,6 +67,16 @@ class PaystreamSettings(BaseSettings):
         description="Consumer-group session timeout; joining a group takes about half of it.",
     )
 
+    business_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone whose calendar day is the business day of daily limits.",
+    )
+    risk_gather_timeout_ms: int = Field(
+        default=5_000,
+        gt=0,
+        description="How long a payment's risk case waits for its features before it is held.",
+    )
+
     def resolved_database_url(self) -> str:
         """The read-model database URL, defaulting to an SQLite file under ``home``."""
         if self.database_url:

@@ -6,18 +6,18 @@ message that does not decode is dead-lettered with its reason instead of crashin
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 from faust.types import StreamT
 
 from events.dead_letters import dead_letter_for_message
 from events.records import RequestPayment, utc_now
 from events.schema_store import schema_catalogue
-from events.topics import TopicCatalogue, TopicSpec
+from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
 from streams.intake import PaymentIntake
+from streams.kafka_io import produce, raw_topic
+from streams.risk.processor import install_risk
 from streams.validation import ValidationPolicy
 
 INTAKE = "intake"
@@ -52,36 +52,16 @@ def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
         # Faust keeps per-app files here; its default is the working directory.
         datadir=str(settings.home / "streams"),
     )
-    install_intake(app, catalogue, settings)
+    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
+    install_intake(app, catalogue, settings, codec)
+    install_risk(app, catalogue, settings, codec, bootstrap)
     return app
 
 
-def raw_topic(app: faust.App, spec: TopicSpec) -> Any:
-    """A Faust topic that passes key and value bytes through untouched."""
-    return app.topic(
-        spec.name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=spec.partitions,
-        retention=None,
-    )
-
-
-async def produce(app: faust.App, topic: str, key: bytes | None, value: bytes) -> None:
-    """Hand a record to the app's Kafka producer without waiting for the broker's ack.
-
-    Faust flushes this producer before it commits the consumed offsets, so a crash before the
-    ack replays the input instead of losing the output. Going straight to the producer skips
-    Faust's per-message send buffer, which drains one message per loop iteration.
-    """
-    await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
-
-
-def install_intake(app: faust.App, catalogue: TopicCatalogue, settings: PaystreamSettings) -> None:
+def install_intake(
+    app: faust.App, catalogue: TopicCatalogue, settings: PaystreamSettings, codec: EventCodec
+) -> None:
     """The intake agent: RequestPayment in, PaymentAccepted/Rejected/CommandDeduplicated out."""
-    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
     commands = raw_topic(app, catalogue.commands)
     seen_keys = app.Table(
         "idempotency-keys",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from events.records import RECORD_TYPES
+from events.record_types import RECORD_TYPES
 from events.schema_compat import backward_transitive_problems, read_problems
 from events.schema_store import ManifestSchemas, full_name, load_manifest_entries
 

@@ -1,0 +1,273 @@
+"""Typed records of risk control: merchant onboarding, rule sets, the risk processor's decisions,
+holds and reviews, and the feature store's internal messages.
+
+Feature values are ints, bools or strs (an Avro union), never floats: amounts are minor units,
+ratios basis points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from events.records import AvroRecord, PaymentMethod
+
+FeatureValue = int | bool | str
+FeatureValues = dict[str, FeatureValue]
+
+
+class RiskOutcome(StrEnum):
+    """What the risk processor decided; REVIEW and DELAY hold the payment."""
+
+    APPROVE = "APPROVE"
+    DELAY = "DELAY"
+    REVIEW = "REVIEW"
+    REJECT = "REJECT"
+
+
+class MerchantDecision(StrEnum):
+    """The end of an onboarding review."""
+
+    APPROVED = "APPROVED"
+    REFUSED = "REFUSED"
+
+
+class ReviewVerdict(StrEnum):
+    """A reviewer's word on a held payment."""
+
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+class HoldResolution(StrEnum):
+    """How a held payment left its hold."""
+
+    RELEASED = "RELEASED"
+    REJECTED = "REJECTED"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantApplied(AvroRecord):
+    """A merchant applied to take payments; it cannot until a review approves it."""
+
+    subject: ClassVar[str] = "paystream.merchants.MerchantApplied"
+
+    event_id: str
+    merchant_id: str
+    occurred_at: datetime
+    legal_name: str
+    business_category: str
+    region: str | None = None
+    contact_email: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantReviewed(AvroRecord):
+    """An onboarding review ended: approved with a risk rating (A best, D worst), or refused."""
+
+    subject: ClassVar[str] = "paystream.merchants.MerchantReviewed"
+
+    event_id: str
+    merchant_id: str
+    occurred_at: datetime
+    decision: MerchantDecision
+    rating: str | None
+    reviewer: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantLimitsOverridden(AvroRecord):
+    """A merchant's own limits, replacing any earlier override; unset keys keep the rating's."""
+
+    subject: ClassVar[str] = "paystream.merchants.MerchantLimitsOverridden"
+
+    event_id: str
+    merchant_id: str
+    occurred_at: datetime
+    limits: dict[str, int]
+    set_by: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantRatingChanged(AvroRecord):
+    """A merchant's risk rating moved, by a person or by the post-transaction analysis."""
+
+    subject: ClassVar[str] = "paystream.merchants.MerchantRatingChanged"
+
+    event_id: str
+    merchant_id: str
+    occurred_at: datetime
+    previous_rating: str | None
+    rating: str
+    reason: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RuleSetPublished(AvroRecord):
+    """A rule-set version went live; running workers switch to it without a restart."""
+
+    subject: ClassVar[str] = "paystream.risk.RuleSetPublished"
+
+    event_id: str
+    occurred_at: datetime
+    version: int
+    digest: str
+    text: str
+    published_by: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RuleFiring(AvroRecord):
+    """One rule that fired, with the values of the features it read."""
+
+    subject: ClassVar[str] = "paystream.risk.RuleFiring"
+
+    rule: str
+    outcome: RiskOutcome
+    delay_seconds: int
+    inputs: FeatureValues
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RiskAssessed(AvroRecord):
+    """The risk processor's decision on a payment, explained: rule set, rules fired, features."""
+
+    subject: ClassVar[str] = "paystream.payments.RiskAssessed"
+
+    event_id: str
+    payment_id: str
+    occurred_at: datetime
+    merchant_id: str
+    order_id: str
+    user_id: str
+    amount_minor: int
+    currency: str
+    method: PaymentMethod
+    requested_channel: str | None
+    outcome: RiskOutcome
+    hold_until: datetime | None
+    ruleset_version: int
+    ruleset_digest: str
+    merchant_rating: str | None
+    limit_overrides: dict[str, int]
+    fired: list[RuleFiring]
+    features: FeatureValues
+
+    def to_avro(self) -> dict[str, Any]:
+        """The record as the dict fastavro writes, nested firings included."""
+        datum = super(RiskAssessed, self).to_avro()
+        datum["fired"] = [firing.to_avro() for firing in self.fired]
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: dict[str, Any]) -> Self:
+        """Build the record, nested firings included, from fastavro's dict."""
+        record = super(RiskAssessed, cls).from_avro(datum)
+        firings = [RuleFiring.from_avro(firing) for firing in datum["fired"]]
+        return dataclasses.replace(record, fired=firings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RiskHoldResolved(AvroRecord):
+    """A held payment was released or rejected: by a reviewer, a delay running out, a signal."""
+
+    subject: ClassVar[str] = "paystream.payments.RiskHoldResolved"
+
+    event_id: str
+    payment_id: str
+    occurred_at: datetime
+    merchant_id: str
+    amount_minor: int
+    currency: str
+    hold: RiskOutcome
+    resolution: HoldResolution
+    resolved_by: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewDecision(AvroRecord):
+    """A command: release or reject a held payment."""
+
+    subject: ClassVar[str] = "paystream.commands.ReviewDecision"
+
+    command_id: str
+    payment_id: str
+    issued_at: datetime
+    verdict: ReviewVerdict
+    reviewer: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RiskAlert(AvroRecord):
+    """The post-transaction analysis saw something about a merchant that people must look at."""
+
+    subject: ClassVar[str] = "paystream.risk.RiskAlert"
+
+    event_id: str
+    occurred_at: datetime
+    merchant_id: str
+    alert: str
+    downgrade: bool
+    inputs: FeatureValues
+    ruleset_version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureRequest(AvroRecord):
+    """Internal: count a payment under one dimension value (keyed by '<dimension>:<value>')."""
+
+    subject: ClassVar[str] = "paystream.risk.internal.FeatureRequest"
+
+    payment_id: str
+    dimension: str
+    value: str
+    at_ms: int
+    amount_minor: int
+    currency: str
+    business_date: str
+    partners: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureRelease(AvroRecord):
+    """Internal: a rejected payment's amount leaves a dimension value's daily total."""
+
+    subject: ClassVar[str] = "paystream.risk.internal.FeatureRelease"
+
+    payment_id: str
+    dimension: str
+    value: str
+    business_date: str
+    amount_minor: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureSnapshot(AvroRecord):
+    """Internal: one dimension's features of a payment, back to the payment's partition."""
+
+    subject: ClassVar[str] = "paystream.risk.internal.FeatureSnapshot"
+
+    payment_id: str
+    dimension: str
+    features: FeatureValues
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantOutcome(AvroRecord):
+    """Internal: what happened to one of a merchant's payments, for its health counters."""
+
+    subject: ClassVar[str] = "paystream.risk.internal.MerchantOutcome"
+
+    merchant_id: str
+    payment_id: str
+    at_ms: int
+    kinds: list[str]
+    source_event_id: str

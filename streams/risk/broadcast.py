@@ -1,0 +1,116 @@
+"""Reading whole topics on every worker: the merchants and rule-set topics.
+
+A consumer-group member sees only its partitions; risk needs every merchant and the newest rule
+set everywhere, so each worker reads these topics itself, from the start, and keeps tailing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events.dead_letters import ConsumedMessage
+from events.records import AvroRecord
+from events.topics import TopicSpec
+from events.wire import DecodeError, EventCodec
+
+log = logging.getLogger(__name__)
+
+Undecodable = Callable[[ConsumedMessage, DecodeError], Awaitable[None]]
+
+
+class BroadcastReader:
+    """Feeds every record of ``topics`` to ``apply``, in log order per partition.
+
+    The partitions are the catalogue's: the worker creates the topics before it starts.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[TopicSpec],
+        codec: EventCodec,
+        apply: Callable[[AvroRecord], None],
+        undecodable: Undecodable,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._topics = topics
+        self._codec = codec
+        self._apply = apply
+        self._undecodable = undecodable
+        self._positions: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Assign every partition from the beginning, catch up, then tail in the background."""
+        # aiokafka binds its consumer to the running loop, so it is made here, not in __init__.
+        self._consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        partitions = [
+            TopicPartition(spec.name, number)
+            for spec in self._topics
+            for number in range(spec.partitions)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._tail(), name="broadcast-reader")
+        await self.caught_up()
+
+    async def stop(self) -> None:
+        """Stop tailing and close the consumer."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def caught_up(self, timeout: float = 30.0) -> None:
+        """Wait until everything written to the topics before this call has been applied."""
+        consumer = self._started()
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(lambda: self._reached(ends))
+
+    def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
+
+    def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the broadcast reader is not started")
+        return self._consumer
+
+    async def _tail(self) -> None:
+        consumer = self._started()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batches.items():
+                for message in messages:
+                    await self._apply_message(message)
+                    self._positions[tp] = message.offset + 1
+            await self._note_positions(consumer)
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            # The position also moves past transaction markers and deleted records.
+            self._positions[tp] = max(self._positions.get(tp, 0), await consumer.position(tp))
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _apply_message(self, message: ConsumedMessage) -> None:
+        try:
+            record = self._codec.decode(message.value)
+        except DecodeError as error:
+            # Every worker reads this record; the dead letter's derived id makes copies one.
+            log.error("undecodable record on %s: %s", message.topic, error)
+            await self._undecodable(message, error)
+            return
+        self._apply(record)

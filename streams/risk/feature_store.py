@@ -1,0 +1,86 @@
+"""The feature store: velocity state per dimension value, kept where its partition is processed.
+
+``FeatureDesk`` is the logic over any mutable mapping (a dict in tests, a changelogged Faust
+table keyed by '<dimension>:<value>' in the worker). Each entry remembers the offset of the last
+message it applied, in the same write as the state: a message redelivered after a crash is
+recognised and not counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from events.risk_records import FeatureRelease, FeatureRequest, FeatureSnapshot
+from events.topics import TopicCatalogue
+from streams.risk.outgoing import Outgoing
+from streams.risk.velocity import DimensionState, Observation
+
+Entry = dict[str, Any]
+
+
+def entry_key(dimension: str, value: str) -> str:
+    """The table key of one dimension value (the same text as its Kafka key)."""
+    return f"{dimension}:{value}"
+
+
+class FeatureDesk:
+    """Counts each payment under each dimension value once and answers with the features."""
+
+    def __init__(self, entries: MutableMapping[str, Entry], topics: TopicCatalogue) -> None:
+        self._entries = entries
+        self._topics = topics
+
+    def on_request(self, request: FeatureRequest, offset: int) -> list[Outgoing]:
+        """Observe the payment and send this dimension's features back to its case."""
+        key = entry_key(request.dimension, request.value)
+        entry = self._entries.get(key)
+        if entry is not None and offset <= entry["offset"]:
+            return self._repeat(entry, request)
+        state = self._state(entry, request.dimension)
+        features = state.observe(_observation(request))
+        self._entries[key] = {
+            "offset": offset,
+            "state": state.to_dict(),
+            "last_payment": request.payment_id,
+            "last_features": features,
+        }
+        return [self._snapshot(request, features)]
+
+    def on_release(self, release: FeatureRelease, offset: int) -> None:
+        """Take a rejected payment's amount out of the value's daily total."""
+        key = entry_key(release.dimension, release.value)
+        entry = self._entries.get(key)
+        if entry is None or offset <= entry["offset"]:
+            return
+        state = DimensionState.from_dict(entry["state"])
+        state.release(release.business_date, release.currency, release.amount_minor)
+        self._entries[key] = {**entry, "offset": offset, "state": state.to_dict()}
+
+    def _repeat(self, entry: Entry, request: FeatureRequest) -> list[Outgoing]:
+        # Already counted. The answer is known only for the newest payment; an older one's
+        # case decides on its timeout instead of on counts taken twice.
+        if entry["last_payment"] != request.payment_id:
+            return []
+        return [self._snapshot(request, entry["last_features"])]
+
+    def _state(self, entry: Entry | None, dimension: str) -> DimensionState:
+        if entry is None:
+            return DimensionState.new(dimension)
+        return DimensionState.from_dict(entry["state"])
+
+    def _snapshot(self, request: FeatureRequest, features: dict[str, Any]) -> Outgoing:
+        snapshot = FeatureSnapshot(
+            payment_id=request.payment_id, dimension=request.dimension, features=features
+        )
+        return Outgoing(self._topics.risk_snapshots.name, request.payment_id.encode(), snapshot)
+
+
+def _observation(request: FeatureRequest) -> Observation:
+    return Observation(
+        at_ms=request.at_ms,
+        amount_minor=request.amount_minor,
+        currency=request.currency,
+        business_date=request.business_date,
+        partners=dict(request.partners),
+    )

@@ -1,0 +1,16 @@
+"""A record a risk desk wants written, with the topic and key it goes to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events.records import AvroRecord
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce: the processor writes these after the desk changed its table."""
+
+    topic: str
+    key: bytes
+    record: AvroRecord
