@@ -45,3 +45,24 @@ class PaymentStatus(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str] = mapped_column(String(36))
+
+
+class RiskDecision(Base):
+    """One row per payment the risk stage decided: the outcome, why, and any hold on it."""
+
+    __tablename__ = "risk_decisions"
+
+    payment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(Text)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    fired_rules: Mapped[str] = mapped_column(Text)
+    ruleset_version: Mapped[int] = mapped_column(Integer)
+    hold_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    resolution_reason: Mapped[str | None] = mapped_column(Text)
+    last_event_id: Mapped[str] = mapped_column(String(36))

@@ -35,6 +35,19 @@ class Projection(Protocol):
         ...
 
 
+class CombinedProjection:
+    """Several read models fed by one projector, under one name and one set of offsets."""
+
+    def __init__(self, name: str, parts: list[Projection]) -> None:
+        self.name = name
+        self._parts = parts
+
+    def apply(self, session: Session, record: AvroRecord) -> None:
+        """Apply ``record`` to every part, in the caller's transaction."""
+        for part in self._parts:
+            part.apply(session, record)
+
+
 @dataclass(frozen=True)
 class DecodedRecord:
     """A consumed record at its offset; ``record`` is None when it was dead-lettered."""

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deploy.local_kafka import BrokerUnavailable, resolve_bootstrap
 from deploy.session import broker_session
 from deploy.toolchain import LocalKafkaError
 from events.admin import ensure_topics
@@ -19,11 +18,14 @@ from events.topic_reference import replace_reference, topic_reference
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.cli.bench import bench_app
+from paystream.cli.broker import bootstrap_or_exit
 from paystream.cli.kafka import kafka_app
+from paystream.cli.risk import risk_app
 from paystream.config import PaystreamSettings
 from projections.database import open_database
 from projections.payment_status import PaymentStatusProjection
-from projections.projector import Projector
+from projections.projector import CombinedProjection, Projector
+from projections.risk_decisions import RiskDecisionProjection
 
 app = typer.Typer(
     help="paystream: event-sourced payments on Apache Kafka.",
@@ -34,15 +36,12 @@ topics_app = typer.Typer(help="The topic catalogue.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka", help="The local Apache Kafka broker.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures with a baseline.")
+app.add_typer(risk_app, name="risk", help="Risk control: rules, merchants, reviews, backtests.")
 console = Console()
 
 
 def _bootstrap(settings: PaystreamSettings) -> str:
-    try:
-        return resolve_bootstrap(settings)
-    except BrokerUnavailable as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    return bootstrap_or_exit(settings, console)
 
 
 @app.command()
@@ -65,7 +64,9 @@ def project() -> None:
         bootstrap=bootstrap,
         topic=catalogue.events.name,
         dead_letter_topic=catalogue.dead_letters.name,
-        projection=PaymentStatusProjection(),
+        projection=CombinedProjection(
+            "payment-status", [PaymentStatusProjection(), RiskDecisionProjection()]
+        ),
         engine=open_database(settings.resolved_database_url()),
         codec=EventCodec(schema_catalogue(settings.schema_registry_url)),
         group_id=f"{settings.namespace}.projection.payment-status",
