@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,14 @@ from sqlalchemy.orm import Session
 
 from events.admin import ensure_topics
 from events.client import PaymentsClient
+from events.records import utc_now
+from events.risk_client import RiskClient
 from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import OrderBatch, realistic_batch
+from paystream.demo.risk_scenario import add_card_testing, demo_merchants, onboard
 from paystream.demo.tally import BatchScope, LogFollower, LogTally, end_offsets
 from paystream.stack import ChildProcess, StackEnvironment
 from projections.database import open_database
@@ -104,7 +108,19 @@ async def follow_pipeline(
                 raise DemoFailed(f"only {follower.tally.processed} of {expected} processed")
             await follower.poll()
             progress.update(task, completed=follower.tally.processed)
+        await _follow_risk(follower, progress, deadline)
         return follower.tally
+
+
+async def _follow_risk(follower: LogFollower, progress: Progress, deadline: float) -> None:
+    """Keep watching until the risk stage decided every accepted payment."""
+    expected = follower.tally.accepted()
+    task = progress.add_task("decided by risk control", total=expected)
+    while len(follower.tally.risk) < expected:
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"risk decided only {len(follower.tally.risk)} of {expected}")
+        await follower.poll()
+        progress.update(task, completed=len(follower.tally.risk))
 
 
 async def wait_projected(
@@ -143,9 +159,12 @@ async def drive(
             for tp, offset in offsets.items()
             if tp.topic == catalogue.commands.name
         },
+        payment_ids=frozenset(batch.expected),
     )
     began = time.monotonic()
     with _progress(console) as progress:
+        async with RiskClient(environment.bootstrap, namespace=environment.namespace) as client:
+            await onboard(client, demo_merchants(seed=len(batch.commands)))
         await publish_batch(environment.bootstrap, catalogue, batch, progress)
         tally = await follow_pipeline(
             environment.bootstrap, codec, start, scope, batch, progress, timeout
@@ -178,6 +197,7 @@ def run_pipeline(
             max_amount_minor=settings.max_amount_minor,
             max_amount_minor_by_currency=settings.max_amount_minor_by_currency,
         )
+        add_card_testing(batch, random.Random(orders), utc_now())
         return asyncio.run(drive(environment, batch, console, timeout))
     except DemoFailed as failure:
         tails = "\n".join(f"--- {c.role} ({c.log_path}) ---\n{c.log_tail()}" for c in children)
@@ -203,6 +223,10 @@ def summary_table(result: DemoResult) -> Table:
     conflicts = sum(not event.request_matches for event in tally.deduplicated.values())
     table.add_row("duplicates suppressed", f"{len(tally.deduplicated)} ({conflicts} conflicting)")
     table.add_row("dead-lettered", str(len(tally.dead_letters)))
+    for outcome, count in sorted(tally.risk_outcomes().items()):
+        table.add_row(f"risk: {outcome}", str(count))
+    for rule, count in tally.rules_fired().most_common(6):
+        table.add_row(f"  rule fired: {rule}", str(count))
     table.add_row("payments in the read model", str(result.projected))
     commands = len(batch.commands) + len(batch.poison)
     table.add_row(

@@ -22,6 +22,7 @@ from events.records import (
     PaymentAccepted,
     PaymentRejected,
 )
+from events.risk_records import RiskAssessed
 from events.wire import DecodeError, EventCodec
 
 
@@ -34,9 +35,12 @@ class BatchScope:
     command_ids: frozenset[str]
     commands_topic: str
     commands_start: dict[int, int]
+    payment_ids: frozenset[str] = frozenset()
 
     def covers(self, record: AvroRecord) -> bool:
         """True when ``record`` answers a command or message of this batch."""
+        if isinstance(record, RiskAssessed):
+            return record.payment_id in self.payment_ids
         if isinstance(record, DeadLetter):
             start = self.commands_start.get(record.source_partition, 0)
             return record.source_topic == self.commands_topic and record.source_offset >= start
@@ -52,6 +56,7 @@ class LogTally:
     deciding_commands: dict[str, set[str]] = field(default_factory=dict)
     deduplicated: dict[str, CommandDeduplicated] = field(default_factory=dict)
     dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
+    risk: dict[str, RiskAssessed] = field(default_factory=dict)
     undecodable_events: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
@@ -88,6 +93,16 @@ class LogTally:
             self._seen_at(record.occurred_at)
         elif isinstance(record, DeadLetter):
             self.dead_letters.setdefault(record.dead_letter_id, record)
+        elif isinstance(record, RiskAssessed):
+            self.risk.setdefault(record.payment_id, record)
+
+    def risk_outcomes(self) -> Counter[str]:
+        """Risk decisions per outcome."""
+        return Counter(str(assessed.outcome) for assessed in self.risk.values())
+
+    def rules_fired(self) -> Counter[str]:
+        """How many payments each rule fired on."""
+        return Counter(firing.rule for assessed in self.risk.values() for firing in assessed.fired)
 
     def _seen_at(self, moment: datetime) -> None:
         self.first_at = min(self.first_at or moment, moment)
