@@ -86,6 +86,16 @@ class EventCodec:
         fastavro.schemaless_writer(body, schema.parsed, record.to_avro())
         return frame(schema.schema_id, body.getvalue())
 
+    def subject_of(self, message: bytes | None) -> str:
+        """The record type a message carries, from its header alone (no body decoding).
+
+        Lets a processor pass over the records it has no use for at the cost of a lookup.
+        """
+        if message is None:
+            raise BadFraming("message has no value (a tombstone)")
+        schema_id, _ = unframe(message)
+        return self._writer_schema(schema_id).subject
+
     def decode(self, message: bytes | None) -> AvroRecord:
         """The typed record in ``message``; raises a DecodeError subclass saying what is wrong."""
         if message is None:

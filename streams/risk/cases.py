@@ -137,13 +137,25 @@ class CaseDesk:
             reason=reason,
         )
         self._close(decision.payment_id, case, now)
-        outgoing = [Outgoing(self._topics.events.name, decision.payment_id.encode(), resolved)]
+        outgoing = [
+            Outgoing(self._topics.events.name, decision.payment_id.encode(), resolved),
+            *self._regrouped(resolved),
+        ]
         if resolution is HoldResolution.REJECTED:
             outgoing += self._releases(accepted)
         return outgoing
 
     def on_logged(self, record: AvroRecord) -> list[Outgoing]:
-        """Regroup a payment-log outcome by merchant, for the post-transaction analysis."""
+        """Regroup an outcome others wrote to the payment log (refunds, chargebacks) by merchant.
+
+        The desk's own decisions are regrouped as it makes them, so the processor need not
+        decode them again when they come back from the log.
+        """
+        if not isinstance(record, PaymentRefunded | ChargebackReceived):
+            return []
+        return self._regrouped(record)
+
+    def _regrouped(self, record: AvroRecord) -> list[Outgoing]:
         outcome = merchant_outcome(record)
         if outcome is None:
             return []
@@ -185,7 +197,10 @@ class CaseDesk:
         accepted = self._accepted(case)
         profile = self._state.merchant(accepted.merchant_id)
         assessed = assess(accepted, profile, case["snapshots"], self._state.ruleset, now, missing)
-        outgoing = [Outgoing(self._topics.events.name, payment_id.encode(), assessed)]
+        outgoing = [
+            Outgoing(self._topics.events.name, payment_id.encode(), assessed),
+            *self._regrouped(assessed),
+        ]
         if assessed.outcome in (RiskOutcome.REVIEW, RiskOutcome.DELAY):
             self._hold(payment_id, case, assessed)
         else:

@@ -21,13 +21,21 @@ import faust
 from faust.types import EventT, StreamT
 
 from events.dead_letters import ConsumedMessage, dead_letter_for_message
-from events.records import AvroRecord, PaymentAccepted, utc_now
+from events.records import (
+    AvroRecord,
+    CommandDeduplicated,
+    PaymentAccepted,
+    PaymentRejected,
+    utc_now,
+)
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
     FeatureSnapshot,
     MerchantOutcome,
     ReviewDecision,
+    RiskAssessed,
+    RiskHoldResolved,
 )
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
@@ -44,6 +52,12 @@ from streams.risk.state import RiskState
 log = logging.getLogger(__name__)
 
 CASES, FEATURES, HEALTH = "risk-cases", "risk-features", "risk-health"
+# Payment-log records no risk desk reads: the desks' own decisions (regrouped when made),
+# and those of the stages before risk other than acceptance.
+PASSED_OVER = frozenset(
+    cls.subject
+    for cls in (RiskAssessed, RiskHoldResolved, PaymentRejected, CommandDeduplicated)
+)
 TIMER_INTERVAL = 0.25
 
 
@@ -117,6 +131,8 @@ class RiskProcessors:
         handle: Callable[[EventT[bytes], AvroRecord], Coroutine[Any, Any, list[Outgoing]]],
     ) -> None:
         try:
+            if self.codec.subject_of(event.value) in PASSED_OVER:
+                return
             record = self.codec.decode(event.value)
             outgoing = await handle(event, record)
         except (DecodeError, NoOpenHold) as error:
