@@ -213,6 +213,8 @@ class CaseDesk:
         until = assessed.hold_until
         case.update(state=HELD, hold=str(assessed.outcome), snapshots={})
         case["until_ms"] = epoch_ms(until) if until is not None else None
+        # A review hold waits for a person: only a delay has a timer (the gathering one ends).
+        self._timers.pop(payment_id, None)
         if until is not None:
             self._timers[payment_id] = epoch_ms(until)
         self._cases[payment_id] = case
@@ -264,7 +266,7 @@ class CaseDesk:
                 payment_id=payment_id, dimension=TIMEOUT_DIMENSION, features={}
             )
             return Outgoing(self._topics.risk_snapshots.name, key, timeout)
-        if case["state"] == HELD:
+        if case["state"] == HELD and case.get("until_ms") is not None:
             return Outgoing(self._topics.reviews.name, key, delay_expired(payment_id, now_ms))
         self._timers.pop(payment_id, None)
         return None
