@@ -41,3 +41,41 @@ def pipeline(
     console.print(table)
     relay, processor = rates[0], rates[1]
     console.print(f"intake processor / bare relay = {processor.per_second / relay.per_second:.3f}")
+
+
+@bench_app.command("risk")
+def risk(
+    payments: Annotated[int, typer.Option(help="Payments per offered rate.")] = 3_000,
+    rates: Annotated[str, typer.Option(help="Offered payments/s, comma-separated.")] = "100,1000",
+) -> None:
+    """Rule engine alone and the risk processor's added latency, with the bare relay baseline."""
+    from paystream.bench.risk import run_risk_bench
+
+    settings = PaystreamSettings()
+    offered = [int(rate) for rate in rates.split(",")]
+    try:
+        with broker_session(settings) as bootstrap:
+            throughputs, latencies = run_risk_bench(settings, bootstrap, payments, offered)
+    except (LocalKafkaError, TimeoutError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title="risk benchmark, one broker")
+    for column in ("run", "count", "seconds", "per second"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for rate in throughputs:
+        table.add_row(
+            rate.name, f"{rate.messages:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}"
+        )
+    console.print(table)
+    processor = Table(title="risk processor (one Faust worker): added latency per payment")
+    for column in ("offered/s", "payments", "decided/s", "p50 ms", "p99 ms"):
+        processor.add_column(column, justify="right")
+    for run in latencies:
+        processor.add_row(
+            f"{run.offered_per_second:,}",
+            f"{run.payments:,}",
+            f"{run.decided_per_second:,.0f}",
+            f"{run.p50_ms:,.0f}",
+            f"{run.p99_ms:,.0f}",
+        )
+    console.print(processor)

@@ -1,0 +1,209 @@
+"""``paystream bench risk``: the rule engine alone and the risk processor on the real broker.
+
+- The rule engine alone runs the backtest path (a recorded decision re-decided with a rule set)
+  on realistic feature maps: decisions per second, no Kafka.
+- The processor runs in a Faust worker while payments arrive at a fixed rate; its added
+  latency is the time from a PaymentAccepted's log timestamp to its RiskAssessed's.
+- The baseline is the bare aiokafka relay from the same run, as in ``bench pipeline``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo
+
+from aiokafka import AIOKafkaConsumer
+
+from events.admin import delete_topics, ensure_topics
+from events.client import PaymentsClient
+from events.identity import payment_id_for
+from events.records import PaymentAccepted, RequestPayment, utc_now
+from events.risk_client import RiskClient
+from events.risk_records import FeatureValues, RiskAssessed
+from events.schema_store import ManifestSchemas
+from events.topics import TopicCatalogue
+from events.wire import EventCodec
+from paystream.bench.pipeline import Rate, load_commands, relay_rate
+from paystream.config import PaystreamSettings
+from paystream.demo.orders import valid_order
+from paystream.stack import ChildProcess, StackEnvironment
+from streams.risk.assessment import assess, feature_requests
+from streams.risk.backtest import redecide
+from streams.risk.feature_store import FeatureDesk
+from streams.risk.merchants import MerchantProfile, MerchantStatus
+from streams.risk.state import default_ruleset
+from streams.validation import accept
+
+MERCHANTS = 300
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The processor under a fixed arrival rate."""
+
+    offered_per_second: int
+    payments: int
+    decided_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _orders(count: int, seed: int) -> list[RequestPayment]:
+    """Realistic orders: users come back (about two payments each) with their own device and
+    card, as real traffic does, so most payments pass and the counters have history."""
+    rng, now = random.Random(seed), utc_now()
+    orders = []
+    for index in range(count):
+        order = valid_order(rng, index, now)
+        user = rng.randint(1, count // 2 + 1)
+        orders.append(
+            replace(
+                order,
+                user_id=f"u{seed}-{user}",
+                device_id=f"d{seed}-{user}",
+                account_fingerprint=f"acc{seed}-{user}",
+            )
+        )
+    return orders
+
+
+def recorded_decisions(count: int) -> list[RiskAssessed]:
+    """Decisions as the processor records them, made in memory over a feature store."""
+    ruleset, desk = default_ruleset(), FeatureDesk({}, TopicCatalogue("bench"))
+    decisions = []
+    for offset, order in enumerate(_orders(count, seed=3)):
+        accepted: PaymentAccepted = accept(order, order.issued_at)
+        snapshots: dict[str, FeatureValues] = {}
+        for request in feature_requests(accepted, ZONE):
+            (out,) = desk.on_request(request, offset)
+            snapshots[request.dimension] = out.record.features  # type: ignore[attr-defined]
+        profile = MerchantProfile(order.merchant_id, MerchantStatus.APPROVED, "B")
+        decisions.append(assess(accepted, profile, snapshots, ruleset, utc_now()))
+    return decisions
+
+
+def engine_rate(count: int) -> Rate:
+    """The backtest path: re-deciding recorded decisions with the shipped rule set."""
+    decisions, ruleset = recorded_decisions(count), default_ruleset()
+    began = time.perf_counter()
+    for assessed in decisions:
+        redecide(assessed, ruleset)
+    rules = len(ruleset.rules)
+    return Rate(f"rule engine alone ({rules} rules + limits)", count, time.perf_counter() - began)
+
+
+async def _onboard(bootstrap: str, namespace: str) -> None:
+    async with RiskClient(bootstrap, namespace=namespace) as risk:
+        for number in range(1, MERCHANTS + 1):
+            merchant = f"shop-{number:04d}"
+            await risk.apply_merchant(merchant, merchant, "games")
+            await risk.review_merchant(merchant, "A", "bench", "ok")
+
+
+async def _publish_paced(
+    bootstrap: str, namespace: str, orders: list[RequestPayment], rate: int
+) -> None:
+    began = time.monotonic()
+    async with PaymentsClient(bootstrap, namespace=namespace, linger_ms=1) as client:
+        for index in range(0, len(orders), 10):
+            await client.publish_many(orders[index : index + 10])
+            ahead = began + (index + 10) / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+
+async def _latencies(
+    bootstrap: str, topic: str, payment_ids: set[str], timeout: float
+) -> tuple[list[float], float]:
+    """Added latency per payment (ms) and the decisions' span (s), read from the log."""
+    codec = EventCodec(ManifestSchemas())
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    accepted_at: dict[str, int] = {}
+    decided_at: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while not payment_ids <= decided_at.keys() and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    _note(codec, message.value, message.timestamp, accepted_at, decided_at)
+    finally:
+        await consumer.stop()
+    wanted = [p for p in payment_ids if p in decided_at and p in accepted_at]
+    if len(wanted) < len(payment_ids):
+        raise TimeoutError(f"only {len(wanted)} of {len(payment_ids)} payments decided")
+    span = (max(decided_at[p] for p in wanted) - min(decided_at[p] for p in wanted)) / 1000
+    return [float(decided_at[p] - accepted_at[p]) for p in wanted], span
+
+
+def _note(
+    codec: EventCodec,
+    value: bytes,
+    timestamp: int,
+    accepted_at: dict[str, int],
+    decided_at: dict[str, int],
+) -> None:
+    subject = codec.subject_of(value)
+    if subject == PaymentAccepted.subject:
+        record = codec.decode(value)
+        accepted_at.setdefault(record.payment_id, timestamp)  # type: ignore[attr-defined]
+    elif subject == RiskAssessed.subject:
+        record = codec.decode(value)
+        decided_at.setdefault(record.payment_id, timestamp)  # type: ignore[attr-defined]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def _measure(
+    environment: StackEnvironment, catalogue: TopicCatalogue, rate: int, count: int, seed: int
+) -> Latency:
+    orders = _orders(count, seed)
+    ids = {payment_id_for(order.merchant_id, order.idempotency_key) for order in orders}
+    publishing = asyncio.create_task(
+        _publish_paced(environment.bootstrap, catalogue.namespace, orders, rate)
+    )
+    latencies, span = await _latencies(environment.bootstrap, catalogue.events.name, ids, 900)
+    await publishing
+    per_second = count / span if span > 0 else float("inf")
+    return Latency(
+        rate, count, per_second, statistics.median(latencies), _percentile(latencies, 0.99)
+    )
+
+
+def run_risk_bench(
+    settings: PaystreamSettings, bootstrap: str, count: int, rates: list[int]
+) -> tuple[list[Rate], list[Latency]]:
+    """The relay baseline, the engine alone, and the processor at each offered rate."""
+    namespace = f"bench-risk-{uuid.uuid4().hex[:8]}"
+    catalogue, relayed = TopicCatalogue(namespace), TopicCatalogue(f"{namespace}-relay")
+    environment = StackEnvironment(bootstrap, namespace, "sqlite://")
+    asyncio.run(ensure_topics(bootstrap, catalogue))
+    asyncio.run(ensure_topics(bootstrap, relayed))
+    try:
+        asyncio.run(load_commands(bootstrap, relayed.commands.name, count))
+        relay = asyncio.run(relay_rate(bootstrap, relayed, count))
+        asyncio.run(_onboard(bootstrap, namespace))
+        worker = ChildProcess("worker", environment, settings.home / "logs" / "bench-risk.log")
+        worker.start()
+        try:
+            asyncio.run(_measure(environment, catalogue, 50, 200, seed=99))  # warm-up
+            latencies = [
+                asyncio.run(_measure(environment, catalogue, rate, count, seed=rate))
+                for rate in rates
+            ]
+        finally:
+            worker.stop()
+        return [relay, engine_rate(max(count, 20_000))], latencies
+    finally:
+        names = [spec.name for c in (catalogue, relayed) for spec in c.all()]
+        names.append(f"{relayed.namespace}.relay-out")
+        asyncio.run(delete_topics(bootstrap, names))
