@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import subprocess
 import sys
 
@@ -25,6 +26,8 @@ from events.risk_records import (
 from tests.e2e.risk_support import RiskLog, pay, scenario_rules, settle
 
 pytestmark = pytest.mark.e2e
+
+NO_JPY = 'rule no_jpy reject when currency == "JPY"'
 
 
 def fired(assessed: RiskAssessed) -> list[str]:
@@ -54,7 +57,7 @@ def cli(stack, *args: str) -> str:
     return finished.stdout
 
 
-async def test_scripted_attack_gets_exactly_the_expected_decisions(stack_factory):
+async def test_scripted_attack_gets_exactly_the_expected_decisions(stack_factory, tmp_path):
     stack = stack_factory()
     env = stack.environment
     async with RiskClient(env.bootstrap, namespace=env.namespace) as risk:
@@ -149,7 +152,7 @@ async def test_scripted_attack_gets_exactly_the_expected_decisions(stack_factory
         before = await log.one(
             RiskAssessed, payment_id=await pay(client, "m-shop", "u-j", Money(500, "JPY"))
         )
-        await publish_rules(risk, 3, 'rule no_jpy reject when currency == "JPY"')
+        await publish_rules(risk, 3, NO_JPY)
         await settle(1.5)
         after = await log.one(
             RiskAssessed, payment_id=await pay(client, "m-shop", "u-j", Money(500, "JPY"))
@@ -182,6 +185,19 @@ async def test_scripted_attack_gets_exactly_the_expected_decisions(stack_factory
         assert [(a.alert, a.inputs["chargebacks_30d"]) for a in alerts] == [
             ("chargebacks_climbing", 3)
         ]
+
+    # Backtest a candidate: the live version 3 plus a rule reviewing payments of one yuan or
+    # less. It flips exactly the three card probes that were approved, and the JPY payment
+    # approved under version 2, which no_jpy now rejects; nothing live is touched.
+    candidate = tmp_path / "candidate.rules"
+    candidate.write_text(
+        scenario_rules(4, f"{NO_JPY}\nrule tiny_payments review when amount <= 100")
+    )
+    report = cli(stack, "backtest", "--rules", str(candidate))
+    assert re.search(r"│ APPROVE │ REVIEW │\s+3 │\s+3\.00 CNY │", report), report
+    assert re.search(r"│ APPROVE │ REJECT │\s+1 │\s+500 JPY │", report), report
+    changes = dict(re.findall(r"│ ([A-Z]+)\s*│\s+[\d,]+ │\s+[\d,]+ │\s+([-+]\d+) │", report))
+    assert changes == {"APPROVE": "-4", "DELAY": "+0", "REVIEW": "+3", "REJECT": "+1"}, report
 
 
 async def _listed(stack, payment_ids: list[str]) -> bool:
