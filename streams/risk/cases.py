@@ -183,13 +183,19 @@ class CaseDesk:
         return outgoing
 
     def reindex(self) -> None:
-        """Rebuild the timers from the cases this worker holds (after a start or a rebalance)."""
-        self._timers = {}
+        """Rebuild the timers and the purge queues from the cases this worker holds (after a
+        start or a rebalance), so nothing restored from the changelog is left behind."""
+        self._timers, closed = {}, []
         for payment_id, case in self._cases.items():
             if case["state"] == GATHERING:
                 self._timers[payment_id] = case["opened_ms"] + self._gather_timeout_ms
             elif case["state"] == HELD and case.get("until_ms") is not None:
                 self._timers[payment_id] = case["until_ms"]
+            elif case["state"] == CLOSED:
+                closed.append((case["closed_ms"], case["partition"], payment_id))
+        self._closed = {}
+        for closed_ms, partition, payment_id in sorted(closed):
+            self._closed.setdefault(partition, deque()).append((closed_ms, payment_id))
 
     def _decide(
         self, payment_id: str, case: Case, missing: tuple[str, ...], now: datetime
@@ -221,8 +227,9 @@ class CaseDesk:
 
     def _close(self, payment_id: str, case: Case, now: datetime) -> None:
         now_ms = epoch_ms(now)
-        self._cases[payment_id] = {"state": CLOSED, "closed_ms": now_ms}
-        self._closed.setdefault(case["partition"], deque()).append((now_ms, payment_id))
+        partition = case["partition"]
+        self._cases[payment_id] = {"state": CLOSED, "closed_ms": now_ms, "partition": partition}
+        self._closed.setdefault(partition, deque()).append((now_ms, payment_id))
         self._timers.pop(payment_id, None)
 
     def _resolution(

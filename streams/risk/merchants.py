@@ -44,12 +44,14 @@ class MerchantProfile:
 
     @property
     def may_take_payments(self) -> bool:
-        """Only an approved merchant with a rating takes payments."""
-        return self.status is MerchantStatus.APPROVED and self.rating is not None
+        """Only an approved merchant with a rating A-D takes payments."""
+        return self.status is MerchantStatus.APPROVED and self.rating in RATINGS
 
 
 def downgraded(rating: str) -> str:
-    """The rating one step worse (D stays D)."""
+    """The rating one step worse (D stays D; a rating outside A-D is treated as D)."""
+    if rating not in RATINGS:
+        return RATINGS[-1]
     return RATINGS[min(RATINGS.index(rating) + 1, len(RATINGS) - 1)]
 
 

@@ -55,8 +55,7 @@ CASES, FEATURES, HEALTH = "risk-cases", "risk-features", "risk-health"
 # Payment-log records no risk desk reads: the desks' own decisions (regrouped when made),
 # and those of the stages before risk other than acceptance.
 PASSED_OVER = frozenset(
-    cls.subject
-    for cls in (RiskAssessed, RiskHoldResolved, PaymentRejected, CommandDeduplicated)
+    cls.subject for cls in (RiskAssessed, RiskHoldResolved, PaymentRejected, CommandDeduplicated)
 )
 TIMER_INTERVAL = 0.25
 

@@ -1,4 +1,4 @@
-"""A realistic RequestPayment for unit tests; each test overrides what it is about."""
+"""Realistic records for unit tests; each test overrides what it is about."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from events.records import PaymentMethod, RequestPayment
+from events.identity import derived_id
+from events.records import PaymentAccepted, PaymentMethod, RequestPayment
+from events.risk_records import (
+    MerchantApplied,
+    MerchantDecision,
+    MerchantLimitsOverridden,
+    MerchantRatingChanged,
+    MerchantReviewed,
+)
+from streams.validation import accept
+
+ACCEPTED_AT = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 
 
 def request_payment(**changes: Any) -> RequestPayment:
@@ -30,3 +41,73 @@ def request_payment(**changes: Any) -> RequestPayment:
         metadata={"sku": "sku-648"},
     )
     return dataclasses.replace(request, **changes)
+
+
+def payment_accepted(at: datetime = ACCEPTED_AT, **changes: Any) -> PaymentAccepted:
+    """The sample request, with ``changes`` applied, as validation accepts it at ``at``.
+
+    The payment id derives from the merchant and idempotency key: give each payment of a test
+    its own ``idempotency_key``.
+    """
+    return accept(request_payment(**changes), at)
+
+
+def merchant_applied(merchant_id: str = "shop-0042", at: datetime = ACCEPTED_AT) -> MerchantApplied:
+    """A stationery shop applies to take payments."""
+    return MerchantApplied(
+        event_id=derived_id(merchant_id, "applied"),
+        merchant_id=merchant_id,
+        occurred_at=at,
+        legal_name=f"{merchant_id} Trading Co., Ltd.",
+        business_category="5943",
+        region="CN",
+        contact_email=f"risk@{merchant_id}.example",
+    )
+
+
+def merchant_reviewed(
+    merchant_id: str = "shop-0042",
+    rating: str | None = "A",
+    *,
+    refused: bool = False,
+    at: datetime = ACCEPTED_AT,
+) -> MerchantReviewed:
+    """The onboarding review: approved with ``rating``, or refused."""
+    return MerchantReviewed(
+        event_id=derived_id(merchant_id, "reviewed", "refused" if refused else str(rating)),
+        merchant_id=merchant_id,
+        occurred_at=at,
+        decision=MerchantDecision.REFUSED if refused else MerchantDecision.APPROVED,
+        rating=None if refused else rating,
+        reviewer="onboarding:li.wei",
+        reason="licence could not be verified" if refused else "licence and bank account verified",
+    )
+
+
+def merchant_limits_overridden(
+    limits: dict[str, int], merchant_id: str = "shop-0042", at: datetime = ACCEPTED_AT
+) -> MerchantLimitsOverridden:
+    """The merchant's own limits, set by risk staff."""
+    return MerchantLimitsOverridden(
+        event_id=derived_id(merchant_id, "limits", *sorted(limits)),
+        merchant_id=merchant_id,
+        occurred_at=at,
+        limits=dict(limits),
+        set_by="risk:zhang.min",
+        reason="agreed at onboarding",
+    )
+
+
+def merchant_rating_changed(
+    previous: str | None, rating: str, merchant_id: str = "shop-0042", at: datetime = ACCEPTED_AT
+) -> MerchantRatingChanged:
+    """A person moved the merchant's rating."""
+    return MerchantRatingChanged(
+        event_id=derived_id(merchant_id, "rating", rating),
+        merchant_id=merchant_id,
+        occurred_at=at,
+        previous_rating=previous,
+        rating=rating,
+        reason="quarterly review",
+        source="risk:zhang.min",
+    )

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import pytest
 
+from events.record_types import RECORD_TYPES
 from events.records import (
+    ChargebackReceived,
     CommandDeduplicated,
     PaymentAccepted,
+    PaymentRefunded,
     PaymentRejected,
     RequestPayment,
 )
+from events.risk_records import (
+    FeatureSnapshot,
+    MerchantApplied,
+    MerchantLimitsOverridden,
+    MerchantRatingChanged,
+    MerchantReviewed,
+    ReviewDecision,
+    RiskAssessed,
+    RiskHoldResolved,
+    RuleSetPublished,
+)
 from events.topic_reference import END, START, replace_reference, topic_reference
-from events.topics import TopicCatalogue
+from events.topics import TopicCatalogue, TopicSpec
 
 
 @pytest.mark.parametrize("namespace", ["paystream", "t5c3bc8412b", "demo.eu-1"])
 def test_namespace_prefixes_every_topic_name(namespace):
     catalogue = TopicCatalogue(namespace)
     specs = catalogue.all()
-    assert len(specs) == 3
+    assert specs, "the catalogue lists its topics"
     for spec in specs:
         assert spec.name.startswith(f"{namespace}."), spec.name
+
+
+def test_all_lists_every_topic_the_catalogue_defines():
+    """A topic missing from all() would never be created nor documented."""
+    catalogue = TopicCatalogue("paystream")
+    defined = {value.name for value in vars(catalogue).values() if isinstance(value, TopicSpec)}
+    assert {spec.name for spec in catalogue.all()} == defined
 
 
 def test_two_namespaces_share_no_topic():
@@ -55,16 +76,68 @@ def test_dead_letters_are_never_expired():
     assert TopicCatalogue("paystream").dead_letters.config()["retention.ms"] == "-1"
 
 
-@pytest.mark.parametrize("topic", ["commands", "events", "dead_letters"])
-def test_no_topic_allows_unclean_leader_election(topic):
+def test_no_topic_allows_unclean_leader_election():
+    for spec in TopicCatalogue("paystream").all():
+        assert spec.config()["unclean.leader.election.enable"] == "false", spec.name
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 12])
+def test_topics_keyed_by_payment_id_are_co_partitioned(partitions):
+    """The payment log, its feature snapshots and its review commands are all keyed by payment
+    id: with equal partition counts one worker sees a payment's whole story in order."""
+    catalogue = TopicCatalogue("paystream", partitions=partitions)
+    keyed_by_payment = [catalogue.events, catalogue.risk_snapshots, catalogue.reviews]
+    assert {spec.partitions for spec in keyed_by_payment} == {partitions}
+    for spec in keyed_by_payment:
+        assert spec.key.startswith("payment_id"), spec.name
+
+
+@pytest.mark.parametrize("topic", ["events", "merchants", "rulesets", "alerts"])
+def test_facts_about_payments_merchants_and_rules_are_kept_forever(topic):
     spec = getattr(TopicCatalogue("paystream"), topic)
-    assert spec.config()["unclean.leader.election.enable"] == "false"
+    config = spec.config()
+    assert config["retention.ms"] == "-1"
+    # Compaction would keep only the newest record per key: a merchant's or a rule set's
+    # history (every review, every published version) must stay replayable.
+    assert config["cleanup.policy"] == "delete"
+
+
+@pytest.mark.parametrize("topic", ["risk_features", "risk_snapshots", "risk_outcomes"])
+def test_internal_risk_topics_expire(topic):
+    assert int(getattr(TopicCatalogue("paystream"), topic).config()["retention.ms"]) > 0
+
+
+def test_rule_sets_are_one_ordered_partition():
+    """Every worker must switch rule-set versions in the order they were published."""
+    assert TopicCatalogue("paystream", partitions=12).rulesets.partitions == 1
 
 
 def test_topics_carry_the_records_their_consumers_expect():
     catalogue = TopicCatalogue("paystream")
     assert catalogue.commands.records == (RequestPayment,)
-    assert set(catalogue.events.records) == {PaymentAccepted, PaymentRejected, CommandDeduplicated}
+    assert set(catalogue.events.records) == {
+        PaymentAccepted,
+        PaymentRejected,
+        CommandDeduplicated,
+        RiskAssessed,
+        RiskHoldResolved,
+        PaymentRefunded,
+        ChargebackReceived,
+    }
+    assert set(catalogue.merchants.records) == {
+        MerchantApplied,
+        MerchantReviewed,
+        MerchantLimitsOverridden,
+        MerchantRatingChanged,
+    }
+    assert catalogue.rulesets.records == (RuleSetPublished,)
+    assert catalogue.reviews.records == (ReviewDecision,)
+    assert catalogue.risk_snapshots.records == (FeatureSnapshot,)
+
+
+def test_every_record_type_travels_on_some_topic():
+    carried = {record for spec in TopicCatalogue("paystream").all() for record in spec.records}
+    assert {record.subject for record in carried} == set(RECORD_TYPES)
 
 
 def test_topic_reference_names_the_namespaced_topics():

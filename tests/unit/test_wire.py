@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import io
 from datetime import UTC, datetime
 
 import fastavro
 import pytest
 
+from events.record_types import RECORD_TYPES
 from events.records import (
-    RECORD_TYPES,
     AvroRecord,
+    ChargebackReceived,
     CommandDeduplicated,
     DeadLetter,
     PaymentAccepted,
     PaymentMethod,
+    PaymentRefunded,
     PaymentRejected,
     RejectionReason,
     RequestPayment,
+)
+from events.risk_records import (
+    FeatureRelease,
+    FeatureRequest,
+    FeatureSnapshot,
+    HoldResolution,
+    MerchantApplied,
+    MerchantDecision,
+    MerchantLimitsOverridden,
+    MerchantOutcome,
+    MerchantRatingChanged,
+    MerchantReviewed,
+    ReviewDecision,
+    ReviewVerdict,
+    RiskAlert,
+    RiskAssessed,
+    RiskHoldResolved,
+    RiskOutcome,
+    RuleFiring,
+    RuleSetPublished,
 )
 from events.schema_store import ManifestSchemas, SchemaVersion
 from events.wire import (
@@ -122,12 +146,251 @@ def _dead_letter() -> DeadLetter:
     )
 
 
+def _payment_refunded() -> PaymentRefunded:
+    return PaymentRefunded(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        refund_id="rf-20240501-000017",
+        amount_minor=12_800,
+        currency="CNY",
+    )
+
+
+def _chargeback_received() -> ChargebackReceived:
+    return ChargebackReceived(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        chargeback_id="cb-7Q2M9X",
+        amount_minor=64_800,
+        currency="CNY",
+        reason_code="4837",
+    )
+
+
+def _merchant_applied() -> MerchantApplied:
+    return MerchantApplied(
+        event_id=EVENT_ID,
+        merchant_id="shop-0042",
+        occurred_at=ISSUED_AT,
+        legal_name="杭州小鹿文具有限公司",
+        business_category="5943",
+        region="CN",
+        contact_email="risk@xiaolu-stationery.example",
+    )
+
+
+def _merchant_reviewed() -> MerchantReviewed:
+    return MerchantReviewed(
+        event_id=EVENT_ID,
+        merchant_id="shop-0042",
+        occurred_at=DECIDED_AT,
+        decision=MerchantDecision.APPROVED,
+        rating="B",
+        reviewer="onboarding:li.wei",
+        reason="licence verified; 14 months of trading history",
+    )
+
+
+def _merchant_limits_overridden() -> MerchantLimitsOverridden:
+    return MerchantLimitsOverridden(
+        event_id=EVENT_ID,
+        merchant_id="shop-0042",
+        occurred_at=DECIDED_AT,
+        limits={"single_payment.CNY": 2_000_000, "user_payments_1h": 20},
+        set_by="risk:zhang.min",
+        reason="wholesale buyers place few large orders",
+    )
+
+
+def _merchant_rating_changed() -> MerchantRatingChanged:
+    return MerchantRatingChanged(
+        event_id=EVENT_ID,
+        merchant_id="shop-0042",
+        occurred_at=DECIDED_AT,
+        previous_rating="B",
+        rating="C",
+        reason="alert chargeback_ratio_high (approved_30d=140, chargeback_ratio_bp_30d=142)",
+        source="alert:chargeback_ratio_high",
+    )
+
+
+RULE_TEXT = """version 7
+limit B single_payment CNY 10000.00
+rule card_testing_device_burst reject when device.payments_1m >= 5 and amount <= 500
+alert chargeback_ratio_high downgrade when approved_30d >= 100 and chargeback_ratio_bp_30d >= 100
+"""
+
+
+def _ruleset_published() -> RuleSetPublished:
+    return RuleSetPublished(
+        event_id=EVENT_ID,
+        occurred_at=DECIDED_AT,
+        version=7,
+        digest=hashlib.sha256(RULE_TEXT.encode()).hexdigest(),
+        text=RULE_TEXT,
+        published_by="risk:zhang.min",
+    )
+
+
+def _risk_assessed() -> RiskAssessed:
+    return RiskAssessed(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        order_id="ORD000000042",
+        user_id="u004711",
+        amount_minor=300,
+        currency="CNY",
+        method=PaymentMethod.CARD,
+        requested_channel="card-direct",
+        outcome=RiskOutcome.DELAY,
+        hold_until=datetime(2024, 5, 1, 12, 35, 45, 456000, tzinfo=UTC),
+        ruleset_version=7,
+        ruleset_digest=hashlib.sha256(RULE_TEXT.encode()).hexdigest(),
+        merchant_rating="B",
+        limit_overrides={"single_payment.CNY": 2_000_000},
+        fired=[
+            RuleFiring(
+                rule="new_account_large_amount",
+                outcome=RiskOutcome.DELAY,
+                delay_seconds=300,
+                inputs={
+                    "account.first_seen": True,
+                    "user.history_payments": 4,
+                    "user.amount_vs_usual_pct": 600,
+                },
+            ),
+            RuleFiring(
+                rule="risk.features_missing",
+                outcome=RiskOutcome.REVIEW,
+                delay_seconds=0,
+                inputs={"missing": "ip"},
+            ),
+        ],
+        features={
+            "amount": 300,
+            "currency": "CNY",
+            "merchant.rating": "B",
+            "account.first_seen": True,
+            "ip.present": False,
+            "user.history_payments": 4,
+            "user.amount_vs_usual_pct": 600,
+        },
+    )
+
+
+def _risk_hold_resolved() -> RiskHoldResolved:
+    return RiskHoldResolved(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        amount_minor=64_800,
+        currency="CNY",
+        hold=RiskOutcome.REVIEW,
+        resolution=HoldResolution.RELEASED,
+        resolved_by="review:chen.jing",
+        reason="called the user; the purchase is genuine",
+    )
+
+
+def _review_decision() -> ReviewDecision:
+    return ReviewDecision(
+        command_id=REPEAT_COMMAND_ID,
+        payment_id=PAYMENT_ID,
+        issued_at=DECIDED_AT,
+        verdict=ReviewVerdict.REJECT,
+        reviewer="review:chen.jing",
+        reason="card reported stolen by the issuer",
+    )
+
+
+def _risk_alert() -> RiskAlert:
+    return RiskAlert(
+        event_id=EVENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        alert="chargeback_ratio_high",
+        downgrade=True,
+        inputs={"approved_30d": 140, "chargeback_ratio_bp_30d": 142},
+        ruleset_version=7,
+    )
+
+
+def _feature_request() -> FeatureRequest:
+    return FeatureRequest(
+        payment_id=PAYMENT_ID,
+        dimension="device",
+        value="dev-00ab12cd34",
+        at_ms=1_714_566_645_456,
+        amount_minor=64_800,
+        currency="CNY",
+        business_date="2024-05-01",
+        partners={"user": "u004711", "account": "sha256:4f2a9c"},
+    )
+
+
+def _feature_release() -> FeatureRelease:
+    return FeatureRelease(
+        payment_id=PAYMENT_ID,
+        dimension="user",
+        value="u004711",
+        business_date="2024-05-01",
+        amount_minor=64_800,
+        currency="CNY",
+    )
+
+
+def _feature_snapshot() -> FeatureSnapshot:
+    return FeatureSnapshot(
+        payment_id=PAYMENT_ID,
+        dimension="device",
+        features={
+            "first_seen": False,
+            "history_payments": 12,
+            "payments_1m": 1,
+            "daily_amount": 6_800,
+            "distinct_accounts_1h": 1,
+        },
+    )
+
+
+def _merchant_outcome() -> MerchantOutcome:
+    return MerchantOutcome(
+        merchant_id="shop-0042",
+        payment_id=PAYMENT_ID,
+        at_ms=1_714_566_645_456,
+        kinds=["payments", "approved"],
+        source_event_id=EVENT_ID,
+    )
+
+
 BUILDERS = {
     RequestPayment: _request_payment,
     PaymentAccepted: _payment_accepted,
     PaymentRejected: _payment_rejected,
     CommandDeduplicated: _command_deduplicated,
     DeadLetter: _dead_letter,
+    PaymentRefunded: _payment_refunded,
+    ChargebackReceived: _chargeback_received,
+    MerchantApplied: _merchant_applied,
+    MerchantReviewed: _merchant_reviewed,
+    MerchantLimitsOverridden: _merchant_limits_overridden,
+    MerchantRatingChanged: _merchant_rating_changed,
+    RuleSetPublished: _ruleset_published,
+    RiskAssessed: _risk_assessed,
+    RiskHoldResolved: _risk_hold_resolved,
+    ReviewDecision: _review_decision,
+    RiskAlert: _risk_alert,
+    FeatureRequest: _feature_request,
+    FeatureRelease: _feature_release,
+    FeatureSnapshot: _feature_snapshot,
+    MerchantOutcome: _merchant_outcome,
 }
 
 
@@ -188,6 +451,56 @@ def test_dead_letter_without_a_key_round_trips(codec):
     record = _dead_letter()
     keyless = DeadLetter(**{**record.to_avro(), "key": None})
     assert codec.decode(codec.encode(keyless)) == keyless
+
+
+def _exact(values: dict) -> dict:
+    """Values with their types: True == 1 in Python, so equality alone would hide a lost bool."""
+    return {name: (type(value), value) for name, value in values.items()}
+
+
+def test_risk_assessed_keeps_bool_int_and_str_feature_values_apart(codec):
+    record = dataclasses.replace(
+        _risk_assessed(),
+        features={
+            "account.first_seen": True,
+            "ip.present": False,
+            "user.history_payments": 1,
+            "user.payments_1m": 0,
+            "amount": 300,
+            "currency": "CNY",
+            "merchant.rating": "",
+        },
+    )
+
+    decoded = codec.decode(codec.encode(record))
+
+    assert isinstance(decoded, RiskAssessed)
+    assert _exact(decoded.features) == _exact(record.features)
+    assert decoded.features["account.first_seen"] is True
+    assert type(decoded.features["user.history_payments"]) is int
+    assert type(decoded.features["user.payments_1m"]) is int
+    assert [type(firing) for firing in decoded.fired] == [RuleFiring, RuleFiring]
+    assert [firing.outcome for firing in decoded.fired] == [
+        RiskOutcome.DELAY,
+        RiskOutcome.REVIEW,
+    ]
+    for sent, received in zip(record.fired, decoded.fired, strict=True):
+        assert _exact(received.inputs) == _exact(sent.inputs)
+    assert decoded.hold_until == record.hold_until
+    assert decoded == record
+
+
+def test_risk_alert_and_snapshot_keep_feature_value_types(codec):
+    alert = dataclasses.replace(_risk_alert(), inputs={"rating": "B", "approved_30d": 1})
+    snapshot = dataclasses.replace(
+        _feature_snapshot(), features={"first_seen": True, "history_payments": 1}
+    )
+    decoded_alert = codec.decode(codec.encode(alert))
+    decoded_snapshot = codec.decode(codec.encode(snapshot))
+    assert isinstance(decoded_alert, RiskAlert)
+    assert isinstance(decoded_snapshot, FeatureSnapshot)
+    assert _exact(decoded_alert.inputs) == _exact(alert.inputs)
+    assert _exact(decoded_snapshot.features) == _exact(snapshot.features)
 
 
 @pytest.mark.parametrize("record_type", list(BUILDERS), ids=lambda cls: cls.__name__)
@@ -284,19 +597,21 @@ def test_decode_as_still_reports_framing_problems_first(codec):
 
 
 def test_schema_for_a_record_this_code_does_not_know_is_unknown_record_type(manifest):
-    refund = SchemaVersion(
+    subject = "paystream.payouts.PayoutRequested"
+    assert subject not in RECORD_TYPES, "pick a subject this code really has no class for"
+    payout = SchemaVersion(
         schema_id=200,
-        subject="paystream.payments.PaymentRefunded",
+        subject=subject,
         version=1,
         definition={
             "type": "record",
-            "name": "PaymentRefunded",
-            "namespace": "paystream.payments",
-            "fields": [{"name": "payment_id", "type": "string"}],
+            "name": "PayoutRequested",
+            "namespace": "paystream.payouts",
+            "fields": [{"name": "payout_id", "type": "string"}],
         },
     )
-    codec = EventCodec(CatalogueWithExtraIds(manifest, {200: refund}))
-    message = frame(200, _avro_body(refund, {"payment_id": PAYMENT_ID}))
+    codec = EventCodec(CatalogueWithExtraIds(manifest, {200: payout}))
+    message = frame(200, _avro_body(payout, {"payout_id": PAYMENT_ID}))
     with pytest.raises(UnknownRecordType) as caught:
         codec.decode(message)
     assert caught.value.kind == "UnknownRecordType"
