@@ -31,6 +31,8 @@ def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
     """The Faust app for ``settings.namespace`` with every processor installed."""
     catalogue = TopicCatalogue(settings.namespace)
     session_timeout = settings.session_timeout_ms / 1000
+    datadir = settings.home / "streams"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         f"{settings.namespace}.streams",
         broker=_broker_urls(bootstrap),
@@ -50,7 +52,7 @@ def create_app(settings: PaystreamSettings, bootstrap: str) -> faust.App:
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         # Faust keeps per-app files here; its default is the working directory.
-        datadir=str(settings.home / "streams"),
+        datadir=str(datadir),
     )
     codec = EventCodec(schema_catalogue(settings.schema_registry_url))
     install_intake(app, catalogue, settings, codec)
