@@ -28,8 +28,8 @@ from projections.database import open_database
 from projections.models import RiskDecision
 from projections.risk_decisions import HELD
 from streams.risk.backtest import backtest
-from streams.risk.merchants import RATINGS
-from streams.risk.ruleset import RuleSet, RuleSetError, is_limit_key, load_ruleset
+from streams.risk.rule_file import RuleSetError, load_ruleset
+from streams.risk.ruleset import RATINGS, RuleSet, is_limit_key
 
 risk_app = typer.Typer(no_args_is_help=True)
 rules_app = typer.Typer(help="Rule sets: check a file, publish a version.", no_args_is_help=True)

@@ -16,9 +16,7 @@ from events.risk_records import (
     MerchantRatingChanged,
     MerchantReviewed,
 )
-
-RATINGS = ("A", "B", "C", "D")
-"""Risk ratings from best to worst."""
+from streams.risk.ruleset import RATINGS
 
 MerchantEvent = (
     MerchantApplied | MerchantReviewed | MerchantLimitsOverridden | MerchantRatingChanged

@@ -18,7 +18,8 @@ from events.risk_records import (
     RuleSetPublished,
 )
 from streams.risk.merchants import MerchantProfile, apply_merchant_event
-from streams.risk.ruleset import RuleSet, RuleSetError, parse_ruleset
+from streams.risk.rule_file import RuleSetError, parse_ruleset
+from streams.risk.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from events.topics import TopicCatalogue
 from streams.risk.aftercare import HealthDesk
 from streams.risk.assessment import assess, epoch_ms
 from streams.risk.outgoing import Outgoing
-from streams.risk.ruleset import parse_ruleset
+from streams.risk.rule_file import parse_ruleset
 from streams.risk.state import RiskState
 from streams.risk.velocity import HealthWindows
 from tests.unit.samples import merchant_applied, merchant_reviewed, payment_accepted

@@ -16,7 +16,8 @@ from events.wire import EventCodec
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import Flip, backtest, redecide
 from streams.risk.feature_store import FeatureDesk
-from streams.risk.ruleset import RuleSet, parse_ruleset
+from streams.risk.rule_file import parse_ruleset
+from streams.risk.ruleset import RuleSet
 from streams.risk.state import RiskState, default_ruleset
 from tests.unit.samples import (
     merchant_applied,

@@ -19,7 +19,7 @@ from streams.risk.assessment import assess, business_date, feature_requests
 from streams.risk.feature_store import FeatureDesk
 from streams.risk.merchants import MerchantProfile, MerchantStatus
 from streams.risk.outgoing import Outgoing
-from streams.risk.ruleset import parse_ruleset
+from streams.risk.rule_file import parse_ruleset
 from tests.unit.samples import payment_accepted
 
 ZONE = ZoneInfo("Asia/Shanghai")

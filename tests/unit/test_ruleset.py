@@ -8,22 +8,24 @@ from pathlib import Path
 import pytest
 
 import streams.risk.ruleset as ruleset_module
-from streams.risk.features import PAYMENT_FEATURES, FeatureType
+from streams.risk.features import HEALTH_FEATURES, PAYMENT_FEATURES, FeatureType
+from streams.risk.rule_file import (
+    RuleProblem,
+    RuleSetError,
+    load_ruleset,
+    parse_amount,
+    parse_duration,
+    parse_ruleset,
+)
 from streams.risk.ruleset import (
     COUNT_LIMITS,
     FiredAlert,
     FiredRule,
     Outcome,
-    RuleProblem,
-    RuleSetError,
     check_limits,
     evaluate,
     evaluate_alerts,
     is_limit_key,
-    load_ruleset,
-    parse_amount,
-    parse_duration,
-    parse_ruleset,
 )
 
 DEFAULT_RULES = Path(ruleset_module.__file__).with_name("default.rules")
@@ -750,7 +752,7 @@ def test_a_payment_over_the_d_rating_single_limit_is_rejected(default_rules):
 
 
 def test_a_merchant_health_crisis_fires_a_downgrading_alert(default_rules):
-    health = {name: 0 for name in ruleset_module.HEALTH_FEATURES}
+    health = {name: 0 for name in HEALTH_FEATURES}
     health.update(rating="B", approved_30d=1_000, chargeback_ratio_bp_30d=150)
     fired = evaluate_alerts(default_rules, health)
     assert [(alert.alert, alert.downgrade) for alert in fired] == [("chargeback_ratio_high", True)]
@@ -763,7 +765,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "risk-rules.md"
 
 def test_the_documentation_lists_every_feature():
     text = DOCS.read_text()
-    catalogue = {**PAYMENT_FEATURES, **ruleset_module.HEALTH_FEATURES}
+    catalogue = {**PAYMENT_FEATURES, **HEALTH_FEATURES}
     missing = [name for name in catalogue if f"`{name}`" not in text]
     assert missing == []
 
