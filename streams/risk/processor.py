@@ -58,6 +58,7 @@ PASSED_OVER = frozenset(
     cls.subject for cls in (RiskAssessed, RiskHoldResolved, PaymentRejected, CommandDeduplicated)
 )
 TIMER_INTERVAL = 0.25
+Handler = Callable[[EventT[bytes], AvroRecord], Coroutine[Any, Any, list[Outgoing]]]
 
 
 class RiskProcessors:
@@ -93,6 +94,7 @@ class RiskProcessors:
         self.feature_desk = FeatureDesk(self.features, catalogue)
         self.health_desk = HealthDesk(self.health, self.state, catalogue)
         self._assigned: frozenset[Any] = frozenset()
+        self._watches: list[OffsetWatch] = []
 
     def install(self) -> None:
         """Register the agents, the broadcast reader and the case timer with the app."""
@@ -111,9 +113,10 @@ class RiskProcessors:
         self,
         name: str,
         channel: Any,
-        handle: Callable[[EventT[bytes], AvroRecord], Coroutine[Any, Any, list[Outgoing]]],
+        handle: Handler,
     ) -> None:
         watch = OffsetWatch(name)
+        self._watches.append(watch)
 
         async def agent(stream: StreamT[bytes]) -> None:
             await self.ready.wait()
@@ -127,7 +130,7 @@ class RiskProcessors:
         self,
         name: str,
         event: EventT[bytes],
-        handle: Callable[[EventT[bytes], AvroRecord], Coroutine[Any, Any, list[Outgoing]]],
+        handle: Handler,
     ) -> None:
         try:
             if self.codec.subject_of(event.value) in PASSED_OVER:
@@ -188,6 +191,8 @@ class RiskProcessors:
         if assigned != self._assigned:
             self._assigned = assigned
             self.case_desk.reindex()
+            for watch in self._watches:
+                watch.forget()
         for out in self.case_desk.nudges(epoch_ms(utc_now())):
             await produce(self.app, out.topic, out.key, self.codec.encode(out.record))
 
