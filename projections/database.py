@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 
 from projections.models import Base
 
@@ -19,6 +20,13 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _make_parent_directory(url: str) -> None:
+    # A fresh PAYSTREAM_HOME has no directory yet for the default SQLite file.
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def open_database(url: str) -> Engine:
     """An engine on ``url`` with every projection table created."""
     is_sqlite = url.startswith("sqlite")
@@ -27,6 +35,7 @@ def open_database(url: str) -> Engine:
         connect_args={"check_same_thread": False} if is_sqlite else {},
     )
     if is_sqlite:
+        _make_parent_directory(url)
         event.listen(engine, "connect", _tune_sqlite)
     Base.metadata.create_all(engine)
     return engine
