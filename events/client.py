@@ -20,18 +20,13 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from events.identity import idempotency_scope, payment_id_for
 from events.money import Money
+from events.publisher import Publisher
 from events.records import PaymentMethod, RequestPayment, utc_now
-from events.schema_store import ManifestSchemas, SchemaCatalogue
-from events.topics import TopicCatalogue
-from events.wire import EventCodec
 
 
 class MissingIdempotencyKey(ValueError):
@@ -49,46 +44,8 @@ class PaymentReceipt:
     offset: int
 
 
-class PaymentsClient:
+class PaymentsClient(Publisher):
     """Publishes payment commands; stored means acknowledged by all in-sync replicas."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        *,
-        namespace: str = "paystream",
-        schemas: SchemaCatalogue | None = None,
-        linger_ms: int = 5,
-    ) -> None:
-        self._topic = TopicCatalogue(namespace).commands.name
-        self._codec = EventCodec(schemas or ManifestSchemas())
-        # Idempotent producer: a retry inside the client never writes the command twice.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=linger_ms,
-        )
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Connect to the cluster."""
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        """Flush what is pending and disconnect."""
-        await self._producer.stop()
 
     async def request_payment(
         self,
@@ -153,6 +110,6 @@ class PaymentsClient:
             raise MissingIdempotencyKey(f"command {command.command_id} has no idempotency key")
         key = idempotency_scope(command.merchant_id, command.idempotency_key)
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            self._topic, value=self._codec.encode(command), key=key.encode()
+            self.topics.commands.name, value=self._codec.encode(command), key=key.encode()
         )
         return future

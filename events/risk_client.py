@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from types import TracebackType
-from typing import Self
-
-from aiokafka import AIOKafkaProducer
 
 from events.identity import derived_id
 from events.money import Money
+from events.publisher import Publisher
 from events.records import AvroRecord, ChargebackReceived, PaymentRefunded, utc_now
 from events.risk_records import (
     MerchantApplied,
@@ -27,14 +24,12 @@ from events.risk_records import (
     ReviewVerdict,
     RuleSetPublished,
 )
-from events.schema_store import ManifestSchemas, SchemaCatalogue
-from events.topics import TopicCatalogue
-from events.wire import EventCodec
+from events.schema_store import SchemaCatalogue
 
 RULESET_KEY = b"ruleset"
 
 
-class RiskClient:
+class RiskClient(Publisher):
     """Publishes risk-control records; each call returns once all in-sync replicas have it."""
 
     def __init__(
@@ -44,23 +39,8 @@ class RiskClient:
         namespace: str = "paystream",
         schemas: SchemaCatalogue | None = None,
     ) -> None:
-        self.topics = TopicCatalogue(namespace)
-        self._codec = EventCodec(schemas or ManifestSchemas())
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-        )
-
-    async def __aenter__(self) -> Self:
-        await self._producer.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._producer.stop()
+        # Each call waits for its record, so lingering for a batch would only add latency.
+        super().__init__(bootstrap, namespace=namespace, schemas=schemas, linger_ms=0)
 
     async def publish(self, topic: str, key: bytes, record: AvroRecord) -> None:
         """Write one record and wait for the broker to store it."""

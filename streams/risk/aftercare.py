@@ -40,7 +40,7 @@ class HealthDesk:
         entry = self._entries.get(outcome.merchant_id)
         if entry is not None and offset <= entry["offset"]:
             return []  # redelivered after a crash: counted already
-        health = HealthWindows.from_dict(entry["health"]) if entry else HealthWindows()
+        health = HealthWindows.from_dict(entry["health"]) if entry else HealthWindows.new()
         for kind in outcome.kinds:
             health.record(kind, outcome.at_ms)
         fired = evaluate_alerts(
