@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from events.dead_letters import ConsumedMessage
 from events.records import AvroRecord
@@ -91,7 +92,13 @@ class BroadcastReader:
     async def _tail(self) -> None:
         consumer = self._started()
         while True:
-            batches = await consumer.getmany(timeout_ms=200)
+            try:
+                batches = await consumer.getmany(timeout_ms=200)
+            except KafkaError as error:
+                # Workers must keep the state they have and catch up when the broker is back.
+                log.warning("broadcast reader could not fetch: %r", error)
+                await asyncio.sleep(1.0)
+                continue
             for tp, messages in batches.items():
                 for message in messages:
                     await self._apply_message(message)

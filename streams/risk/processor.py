@@ -174,7 +174,11 @@ class RiskProcessors:
         """Read our own writes: a merchant approved a moment ago must not be refused."""
         profile = self.state.merchant(merchant_id)
         if profile is None or not profile.may_take_payments:
-            await self.reader.caught_up(timeout=5.0)
+            try:
+                await self.reader.caught_up(timeout=5.0)
+            except TimeoutError:
+                # Decide on what is known: an unknown merchant is refused, never let through.
+                log.warning("merchant topics not caught up in 5 s; deciding %s", merchant_id)
 
     async def _keep_state(self) -> None:
         await self.reader.start()
