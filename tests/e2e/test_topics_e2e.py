@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
@@ -14,17 +16,23 @@ from events.topics import TopicCatalogue
 pytestmark = pytest.mark.e2e
 
 
-async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+async def topic_config(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[str, str]:
+    """The topic's configuration; a topic created a moment ago may describe as empty at first."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    deadline = time.monotonic() + timeout
     try:
-        (response,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        )
+        while True:
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+            (resource,) = response.resources
+            config = {entry[0]: entry[1] for entry in resource[4]}
+            if config or time.monotonic() > deadline:
+                return config
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
-    (resource,) = response.resources
-    return {entry[0]: entry[1] for entry in resource[4]}
 
 
 async def test_catalogue_topics_are_created_once_with_their_retention(kafka_bootstrap):
