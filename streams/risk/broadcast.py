@@ -48,8 +48,24 @@ class BroadcastReader:
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Assign every partition from the beginning, catch up, then tail in the background."""
+    async def start(self, timeout: float = 20.0) -> None:
+        """Assign every partition from the beginning, catch up, then tail in the background.
+
+        A start that has not caught up within ``timeout`` is abandoned and made again: the
+        risk agents wait for this reader, so a stuck start would stop risk control.
+        """
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._start_once()
+                log.info("broadcast reader caught up with %s", [t.name for t in self._topics])
+                return
+            except TimeoutError:
+                log.warning("broadcast reader not caught up in %.0f s; starting again", timeout)
+                await self.stop()
+
+    async def _start_once(self) -> None:
+        self._positions = {}
         # aiokafka binds its consumer to the running loop, so it is made here, not in __init__.
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
@@ -63,16 +79,19 @@ class BroadcastReader:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         self._task = asyncio.create_task(self._tail(), name="broadcast-reader")
+        self._task.add_done_callback(_report_end)
         await self.caught_up()
 
     async def stop(self) -> None:
         """Stop tailing and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
+        task, consumer = self._task, self._consumer
+        self._task = self._consumer = None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+                await task
+        if consumer is not None:
+            await consumer.stop()
 
     async def caught_up(self, timeout: float = 30.0) -> None:
         """Wait until everything written to the topics before this call has been applied."""
@@ -121,3 +140,9 @@ class BroadcastReader:
             await self._undecodable(message, error)
             return
         self._apply(record)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    # The tail only ends by cancellation; anything else would silently freeze the risk state.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("broadcast reader stopped: %r", task.exception())
