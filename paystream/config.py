@@ -72,7 +72,8 @@ class PaystreamSettings(BaseSettings):
         description="IANA time zone whose calendar day is the business day of daily limits.",
     )
     risk_gather_timeout_ms: int = Field(
-        default=5_000,
+        # Long enough to ride out a backlog: the timeout is for features that never come.
+        default=60_000,
         gt=0,
         description="How long a payment's risk case waits for its features before it is held.",
     )

@@ -68,7 +68,7 @@ class CaseDesk:
         codec: EventCodec,
         topics: TopicCatalogue,
         zone: ZoneInfo,
-        gather_timeout_ms: int = 5_000,
+        gather_timeout_ms: int = 60_000,
         closed_retention_ms: int = 600_000,
     ) -> None:
         self._cases = cases
