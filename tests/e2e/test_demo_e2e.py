@@ -47,6 +47,7 @@ def test_demo_prints_a_summary_that_accounts_for_every_order(kafka_bootstrap, tm
     risk = {o: int(n) for o, n in re.findall(r"│ risk: ([A-Z]+)\s*│ (\d+)", output)}
     assert sum(risk.values()) == accepted, "every accepted payment gets one risk decision"
     assert risk.get("APPROVE", 0) > 0 and risk.get("REJECT", 0) > 0
+    assert "risk.features_missing" not in output, "payments were held only because risk lagged"
     assert summary_value(output, "dead-lettered") == "3"
     repeats = int(summary_value(output, "repeated commands published").split()[0])
     assert int(summary_value(output, "duplicates suppressed").split()[0]) == repeats
