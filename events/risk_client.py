@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from events.identity import derived_id
 from events.money import Money
@@ -17,6 +18,7 @@ from events.records import AvroRecord, ChargebackReceived, PaymentRefunded, utc_
 from events.risk_records import (
     MerchantApplied,
     MerchantDecision,
+    MerchantEvent,
     MerchantLimitsOverridden,
     MerchantRatingChanged,
     MerchantReviewed,
@@ -51,14 +53,11 @@ class RiskClient(Publisher):
     ) -> None:
         """A merchant's application: it cannot take payments until approved."""
         await self._merchant_event(
-            MerchantApplied(
-                event_id=str(uuid.uuid4()),
-                merchant_id=merchant_id,
-                occurred_at=utc_now(),
-                legal_name=legal_name,
-                business_category=category,
-                region=region,
-            )
+            MerchantApplied,
+            merchant_id,
+            legal_name=legal_name,
+            business_category=category,
+            region=region,
         )
 
     async def review_merchant(
@@ -67,15 +66,12 @@ class RiskClient(Publisher):
         """End the onboarding review: approved with ``rating``, or refused when it is None."""
         decision = MerchantDecision.APPROVED if rating else MerchantDecision.REFUSED
         await self._merchant_event(
-            MerchantReviewed(
-                event_id=str(uuid.uuid4()),
-                merchant_id=merchant_id,
-                occurred_at=utc_now(),
-                decision=decision,
-                rating=rating,
-                reviewer=reviewer,
-                reason=reason,
-            )
+            MerchantReviewed,
+            merchant_id,
+            decision=decision,
+            rating=rating,
+            reviewer=reviewer,
+            reason=reason,
         )
 
     async def override_limits(
@@ -83,14 +79,11 @@ class RiskClient(Publisher):
     ) -> None:
         """Replace the merchant's own limits (keys as in the rule file: 'single_payment.CNY')."""
         await self._merchant_event(
-            MerchantLimitsOverridden(
-                event_id=str(uuid.uuid4()),
-                merchant_id=merchant_id,
-                occurred_at=utc_now(),
-                limits=limits,
-                set_by=set_by,
-                reason=reason,
-            )
+            MerchantLimitsOverridden,
+            merchant_id,
+            limits=limits,
+            set_by=set_by,
+            reason=reason,
         )
 
     async def change_rating(
@@ -98,15 +91,12 @@ class RiskClient(Publisher):
     ) -> None:
         """Move the merchant to another rating."""
         await self._merchant_event(
-            MerchantRatingChanged(
-                event_id=str(uuid.uuid4()),
-                merchant_id=merchant_id,
-                occurred_at=utc_now(),
-                previous_rating=previous,
-                rating=rating,
-                reason=reason,
-                source=source,
-            )
+            MerchantRatingChanged,
+            merchant_id,
+            previous_rating=previous,
+            rating=rating,
+            reason=reason,
+            source=source,
         )
 
     async def publish_ruleset(self, version: int, digest: str, text: str, by: str) -> None:
@@ -174,10 +164,10 @@ class RiskClient(Publisher):
         await self.publish(self.topics.events.name, payment_id.encode(), record)
 
     async def _merchant_event(
-        self,
-        record: MerchantApplied
-        | MerchantReviewed
-        | MerchantLimitsOverridden
-        | MerchantRatingChanged,
+        self, kind: type[MerchantEvent], merchant_id: str, **fields: Any
     ) -> None:
-        await self.publish(self.topics.merchants.name, record.merchant_id.encode(), record)
+        """Publish a merchant event with a fresh id, stamped now."""
+        record = kind(
+            event_id=str(uuid.uuid4()), merchant_id=merchant_id, occurred_at=utc_now(), **fields
+        )
+        await self.publish(self.topics.merchants.name, merchant_id.encode(), record)

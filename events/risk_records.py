@@ -107,6 +107,12 @@ class MerchantRatingChanged(AvroRecord):
     source: str
 
 
+MerchantEvent = (
+    MerchantApplied | MerchantReviewed | MerchantLimitsOverridden | MerchantRatingChanged
+)
+"""Everything the merchants topic carries."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RuleSetPublished(AvroRecord):
     """A rule-set version went live; running workers switch to it without a restart."""

@@ -16,7 +16,7 @@ from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
 from streams.intake import PaymentIntake
-from streams.kafka_io import produce, raw_topic
+from streams.kafka_io import offset_watch, produce, raw_topic
 from streams.risk.processor import install_risk
 from streams.validation import ValidationPolicy
 
@@ -73,8 +73,11 @@ def install_intake(
     )
     intake = PaymentIntake(ValidationPolicy.from_settings(settings), seen_keys)
 
+    watch = offset_watch(app, INTAKE)
+
     async def intake_agent(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
+            watch.check(event.message)
             try:
                 command = codec.decode_as(event.value, [RequestPayment])
             except DecodeError as error:

@@ -65,3 +65,14 @@ class OffsetWatch:
     def forget(self) -> None:
         """Start afresh after a rebalance: another worker may have moved a partition on."""
         self._next.clear()
+
+
+def offset_watch(app: faust.App, processor: str) -> OffsetWatch:
+    """An OffsetWatch for ``processor`` that forgets whenever the app's partitions are revoked."""
+    watch = OffsetWatch(processor)
+
+    async def forget(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        watch.forget()
+
+    app.on_partitions_revoked.connect(forget)
+    return watch

@@ -16,12 +16,12 @@ from events.identity import payment_id_for
 from events.records import PaymentMethod, RequestPayment
 from events.risk_client import RiskClient
 from paystream.demo.orders import ExpectedOutcome, OrderBatch
+from streams.risk.ruleset import RATINGS
 
 SHOPS = 300
 APPLIED_ONLY = range(291, 296)
 REFUSED = range(296, 301)
-RATINGS = ("A", "B", "C", "D")
-RATING_WEIGHTS = (50, 30, 15, 5)
+RATING_WEIGHTS = (50, 30, 15, 5)  # of RATINGS, A to D
 CARD_TESTING_PAYMENTS = 12
 
 

@@ -25,7 +25,8 @@ from streams.risk.merchants import MerchantProfile
 from streams.risk.ruleset import FiredRule, RuleSet, evaluate
 
 STAGE = "risk"
-SEVERITY = (RiskOutcome.APPROVE, RiskOutcome.DELAY, RiskOutcome.REVIEW, RiskOutcome.REJECT)
+# RiskOutcome is declared from least to most severe.
+SEVERITY = tuple(RiskOutcome)
 NOT_APPROVED = "merchant.not_approved"
 FEATURES_MISSING = "risk.features_missing"
 

@@ -12,15 +12,11 @@ from enum import StrEnum
 from events.risk_records import (
     MerchantApplied,
     MerchantDecision,
+    MerchantEvent,
     MerchantLimitsOverridden,
-    MerchantRatingChanged,
     MerchantReviewed,
 )
 from streams.risk.ruleset import RATINGS
-
-MerchantEvent = (
-    MerchantApplied | MerchantReviewed | MerchantLimitsOverridden | MerchantRatingChanged
-)
 
 
 class MerchantStatus(StrEnum):

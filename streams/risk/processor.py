@@ -40,7 +40,7 @@ from events.risk_records import (
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
-from streams.kafka_io import OffsetWatch, produce, raw_topic
+from streams.kafka_io import offset_watch, produce, raw_topic
 from streams.risk.aftercare import HealthDesk
 from streams.risk.assessment import epoch_ms
 from streams.risk.broadcast import BroadcastReader
@@ -94,7 +94,6 @@ class RiskProcessors:
         self.feature_desk = FeatureDesk(self.features, catalogue)
         self.health_desk = HealthDesk(self.health, self.state, catalogue)
         self._assigned: frozenset[Any] = frozenset()
-        self._watches: list[OffsetWatch] = []
 
     def install(self) -> None:
         """Register the agents, the broadcast reader and the case timer with the app."""
@@ -115,8 +114,7 @@ class RiskProcessors:
         channel: Any,
         handle: Handler,
     ) -> None:
-        watch = OffsetWatch(name)
-        self._watches.append(watch)
+        watch = offset_watch(self.app, name)
 
         async def agent(stream: StreamT[bytes]) -> None:
             await self.ready.wait()
@@ -195,8 +193,6 @@ class RiskProcessors:
         if assigned != self._assigned:
             self._assigned = assigned
             self.case_desk.reindex()
-            for watch in self._watches:
-                watch.forget()
         for out in self.case_desk.nudges(epoch_ms(utc_now())):
             await produce(self.app, out.topic, out.key, self.codec.encode(out.record))
 

@@ -10,13 +10,7 @@ import logging
 from importlib import resources
 
 from events.records import AvroRecord
-from events.risk_records import (
-    MerchantApplied,
-    MerchantLimitsOverridden,
-    MerchantRatingChanged,
-    MerchantReviewed,
-    RuleSetPublished,
-)
+from events.risk_records import MerchantEvent, RuleSetPublished
 from streams.risk.merchants import MerchantProfile, apply_merchant_event
 from streams.risk.rule_file import RuleSetError, parse_ruleset
 from streams.risk.ruleset import RuleSet
@@ -44,10 +38,7 @@ class RiskState:
         """Fold one record of the merchants or rule-set topic."""
         if isinstance(record, RuleSetPublished):
             self._publish(record)
-        elif isinstance(
-            record,
-            MerchantApplied | MerchantReviewed | MerchantLimitsOverridden | MerchantRatingChanged,
-        ):
+        elif isinstance(record, MerchantEvent):
             merchant = record.merchant_id
             self.merchants[merchant] = apply_merchant_event(self.merchants.get(merchant), record)
 
