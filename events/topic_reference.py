@@ -76,12 +76,18 @@ def topic_section(spec: TopicSpec, schemas: ManifestSchemas) -> list[str]:
         f"- partitions: {spec.partitions}; retention: {retention}; cleanup: {spec.cleanup_policy}",
         f"- key: {spec.key}",
         f"- ordering: {spec.ordering}",
-        f"- records: {', '.join(f'`{record.subject}`' for record in spec.records)}",
+        f"- records: {_records(spec)}",
         "",
     ]
     for record in spec.records:
         lines += record_section(record.subject, schemas)
     return lines
+
+
+def _records(spec: TopicSpec) -> str:
+    if not spec.records:
+        return "state entries as JSON, not Avro (a processor's own store)"
+    return ", ".join(f"`{record.subject}`" for record in spec.records)
 
 
 def topic_reference(namespace: str = "paystream") -> str:

@@ -194,6 +194,20 @@ class TopicCatalogue:
             purpose="Internal: payment outcomes regrouped by merchant for its health counters.",
             ordering="Per merchant.",
         )
+        self.intake_keys = _changelog(
+            namespace, "intake-keys", partitions, "merchant/idempotency key", "commands"
+        )
+        self.risk_cases = _changelog(namespace, "risk-cases", partitions, "payment_id", "events")
+        self.risk_feature_state = _changelog(
+            namespace, "risk-features", partitions, "'<dimension>:<value>'", "risk.features"
+        )
+        self.risk_health = _changelog(
+            namespace, "risk-health", partitions, "merchant_id", "risk.outcomes"
+        )
+
+    def changelogs(self) -> tuple[TopicSpec, ...]:
+        """The processors' state changelogs."""
+        return (self.intake_keys, self.risk_cases, self.risk_feature_state, self.risk_health)
 
     def all(self) -> tuple[TopicSpec, ...]:
         """Every topic of the catalogue, in pipeline order."""
@@ -208,4 +222,19 @@ class TopicCatalogue:
             self.risk_snapshots,
             self.risk_outcomes,
             self.dead_letters,
+            *self.changelogs(),
         )
+
+
+def _changelog(namespace: str, store: str, partitions: int, key: str, source: str) -> TopicSpec:
+    """The compacted changelog of one processor's state store."""
+    return TopicSpec(
+        name=f"{namespace}.state.{store}",
+        partitions=partitions,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        key=f"{key} (UTF-8); partition = the {source} partition that wrote it",
+        records=(),
+        purpose=f"Internal: the changelog of the {store} store; a null value deletes a key.",
+        ordering="Per key; the newest value wins.",
+    )

@@ -1,24 +1,101 @@
-"""Running the stream processors as a worker process (``paystream worker``)."""
+"""Running the stream processors as a worker process (``paystream worker``).
+
+One worker runs every processor of a namespace, each in its own consumer group, sharing one
+idempotent producer. Several workers share the partitions of each group; a worker that dies is
+replaced by the others after its session times out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
 
-import faust
+from aiokafka import AIOKafkaProducer
 
 from events.admin import ensure_topics
+from events.dead_letters import ConsumedMessage, dead_letter_for_message
+from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
+from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
-from streams.app import create_app
+from streams.app import intake_spec
+from streams.engine.processor import Connection, StreamProcessor
+from streams.risk.processor import RiskProcessors
+
+log = logging.getLogger(__name__)
 
 
 def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WARNING") -> None:
-    """Create the catalogue's topics if missing, then run the Faust worker until signalled."""
+    """Create the catalogue's topics if missing, then run every processor until signalled."""
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(_serve(settings, bootstrap))
+
+
+async def _serve(settings: PaystreamSettings, bootstrap: str) -> None:
     catalogue = TopicCatalogue(settings.namespace)
-    asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
-    app = create_app(settings, bootstrap)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    # Faust's terminal spinner lowers the root logger to DEBUG so that every log call turns it:
-    # aiokafka then builds a debug record per message sent, which costs more than our logic.
-    worker.spinner = None
-    worker.execute_from_commandline()
+    await ensure_topics(bootstrap, catalogue, settings.replication_factor)
+    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+    )
+    await producer.start()
+    try:
+        connection = Connection(
+            bootstrap,
+            settings.namespace,
+            codec,
+            producer,
+            catalogue.dead_letters.name,
+            settings.session_timeout_ms,
+        )
+        await _run(settings, catalogue, connection)
+    finally:
+        await producer.stop()
+
+
+async def _run(
+    settings: PaystreamSettings, catalogue: TopicCatalogue, connection: Connection
+) -> None:
+    stopping = _stop_signal()
+
+    async def undecodable(message: ConsumedMessage, error: DecodeError) -> None:
+        letter = dead_letter_for_message("risk-state", message, error)
+        value = connection.codec.encode(letter)
+        await (await connection.producer.send(connection.dead_letters, value, key=message.key))
+
+    risk = RiskProcessors(catalogue, settings, connection.codec, connection.bootstrap, undecodable)
+    tasks = [
+        asyncio.create_task(StreamProcessor(intake_spec(catalogue, settings), connection).run())
+    ]
+    try:
+        # The risk stages decide on merchants and rules: they start once those are read.
+        await risk.reader.start()
+        tasks += [
+            asyncio.create_task(StreamProcessor(spec, connection).run()) for spec in risk.specs()
+        ]
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopping}:
+            task.result()  # a processor that failed takes the worker down with its error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await risk.reader.stop()
+
+
+def _stop_signal() -> asyncio.Future[None]:
+    """A future that SIGTERM or SIGINT completes."""
+    loop = asyncio.get_running_loop()
+    stopping: asyncio.Future[None] = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _complete, stopping)
+    return stopping
+
+
+def _complete(future: asyncio.Future[None]) -> None:
+    with contextlib.suppress(asyncio.InvalidStateError):
+        future.set_result(None)

@@ -36,6 +36,7 @@ from events.risk_records import (
 )
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
+from streams.engine.outgoing import Outgoing
 from streams.risk.assessment import (
     assess,
     business_date,
@@ -44,7 +45,6 @@ from streams.risk.assessment import (
     feature_key,
     feature_requests,
 )
-from streams.risk.outgoing import Outgoing
 from streams.risk.state import RiskState
 
 GATHERING, HELD, CLOSED = "gathering", "held", "closed"

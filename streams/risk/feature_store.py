@@ -13,7 +13,7 @@ from typing import Any
 
 from events.risk_records import FeatureRelease, FeatureRequest, FeatureSnapshot
 from events.topics import TopicCatalogue
-from streams.risk.outgoing import Outgoing
+from streams.engine.outgoing import Outgoing
 from streams.risk.velocity import DimensionState, Observation
 
 Entry = dict[str, Any]

@@ -15,9 +15,9 @@ from events.risk_records import (
     RiskOutcome,
 )
 from events.topics import TopicCatalogue
+from streams.engine.outgoing import Outgoing
 from streams.risk.aftercare import HealthDesk
 from streams.risk.assessment import assess, epoch_ms
-from streams.risk.outgoing import Outgoing
 from streams.risk.rule_file import parse_ruleset
 from streams.risk.state import RiskState
 from streams.risk.velocity import HealthWindows

@@ -26,10 +26,10 @@ from events.risk_records import (
 from events.schema_store import ManifestSchemas
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
+from streams.engine.outgoing import Outgoing
 from streams.risk.assessment import epoch_ms
 from streams.risk.cases import DELAY_TIMER, TIMEOUT_DIMENSION, CaseDesk, NoOpenHold
 from streams.risk.feature_store import FeatureDesk
-from streams.risk.outgoing import Outgoing
 from streams.risk.state import RiskState
 from tests.unit.samples import (
     ACCEPTED_AT,

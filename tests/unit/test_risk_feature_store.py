@@ -15,10 +15,10 @@ from events.risk_records import (
     RiskOutcome,
 )
 from events.topics import TopicCatalogue
+from streams.engine.outgoing import Outgoing
 from streams.risk.assessment import assess, business_date, feature_requests
 from streams.risk.feature_store import FeatureDesk
 from streams.risk.merchants import MerchantProfile, MerchantStatus
-from streams.risk.outgoing import Outgoing
 from streams.risk.rule_file import parse_ruleset
 from tests.unit.samples import payment_accepted
 

@@ -1,4 +1,4 @@
-"""A record a risk desk wants written, with the topic and key it goes to."""
+"""A record a processor wants written, with the topic and key it goes to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from events.records import AvroRecord
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record to produce: the processor writes these after the desk changed its table."""
+    """One record to produce: the processor writes these after the handler changed its stores."""
 
     topic: str
     key: bytes

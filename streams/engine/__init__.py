@@ -1,0 +1,1 @@
+"""The stream-processing engine: consumer groups, state stores with changelogs, the worker."""

@@ -1,0 +1,151 @@
+"""State stores: a processor's table, changelogged to a compacted topic and restored from it.
+
+A store maps text keys to JSON values and lives in the processor's memory. Each key belongs to
+the input partition whose message wrote it; its changelog record goes to the same partition of
+the changelog topic, so the worker assigned an input partition restores exactly the keys that
+partition's messages will ask about. Writes are collected and sent once per key per batch, the
+newest value winning, so a key touched by many messages of one batch costs one record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events.topics import TopicSpec
+
+
+class UnboundWrite(RuntimeError):
+    """A store was written outside the handling of a message: no partition owns the key."""
+
+
+@dataclass(frozen=True)
+class ChangelogRecord:
+    """One changelog write: a key's newest value (None deletes it) in its partition."""
+
+    partition: int
+    key: bytes
+    value: bytes | None
+
+
+class StateStore(MutableMapping[str, Any]):
+    """A processor's table over the partitions this worker is assigned."""
+
+    def __init__(self, changelog: TopicSpec) -> None:
+        self.changelog = changelog
+        self._values: dict[str, Any] = {}
+        self._partition_of: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._deleted: dict[str, int] = {}
+        self._bound: int | None = None
+
+    def bind(self, partition: int | None) -> None:
+        """Attribute the writes that follow to input ``partition`` (None: writes refused)."""
+        self._bound = partition
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if self._bound is None:
+            raise UnboundWrite(f"store {self.changelog.name} written outside a message")
+        self._values[key] = value
+        self._partition_of[key] = self._bound
+        self._dirty.add(key)
+        self._deleted.pop(key, None)
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+        self._deleted[key] = self._partition_of.pop(key)
+        self._dirty.discard(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def partitions(self) -> set[int]:
+        """The input partitions whose keys this store holds."""
+        return set(self._partition_of.values())
+
+    def take_changes(self) -> list[ChangelogRecord]:
+        """The changelog records of every write since the last call (values serialised now, so
+        a value changed in place after it was set is written as it ends up)."""
+        changes = [
+            ChangelogRecord(self._partition_of[key], key.encode(), _dumps(self._values[key]))
+            for key in self._dirty
+        ]
+        changes += [
+            ChangelogRecord(partition, key.encode(), None)
+            for key, partition in self._deleted.items()
+        ]
+        self._dirty.clear()
+        self._deleted.clear()
+        return changes
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget the keys of ``partitions`` (another worker owns them now)."""
+        gone = set(partitions)
+        for key in [k for k, p in self._partition_of.items() if p in gone]:
+            del self._values[key]
+            del self._partition_of[key]
+            self._dirty.discard(key)
+
+    def apply(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record read back while restoring ``partition``."""
+        text = key.decode()
+        if value is None:
+            self._values.pop(text, None)
+            self._partition_of.pop(text, None)
+            return
+        self._values[text] = json.loads(value)
+        self._partition_of[text] = partition
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def restore(bootstrap: str, store: StateStore, partitions: Iterable[int]) -> int:
+    """Read ``partitions`` of the store's changelog from the start to their current end into the
+    store; returns the number of records read."""
+    wanted = [TopicPartition(store.changelog.name, p) for p in sorted(set(partitions))]
+    if not wanted:
+        return 0
+    # Reading from the earliest offset is the consumer's own reset policy: an explicit seek
+    # can lose the race with the reset that assignment starts, and begin at the end instead.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        ends = await consumer.end_offsets(wanted)
+        return await _read_until(consumer, store, ends)
+    finally:
+        await consumer.stop()
+
+
+async def _read_until(
+    consumer: AIOKafkaConsumer, store: StateStore, ends: dict[TopicPartition, int]
+) -> int:
+    remaining = {tp for tp, end in ends.items() if end > 0}
+    read = 0
+    while remaining:
+        # Compaction leaves holes in the offsets: a partition is done at its end position.
+        for tp in [tp for tp in remaining if await consumer.position(tp) >= ends[tp]]:
+            remaining.discard(tp)
+        if not remaining:
+            break
+        batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    store.apply(tp.partition, record.key, record.value)
+                    read += 1
+    return read
