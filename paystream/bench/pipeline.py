@@ -173,7 +173,7 @@ def run_pipeline_bench(
         finally:
             for worker in pool:
                 worker.stop()
-        label = "Faust worker" if workers == 1 else f"{workers} Faust workers"
+        label = "worker" if workers == 1 else f"{workers} workers"
         processor = Rate(f"intake processor ({label})", count, span)
         return [relay, processor, intake_logic_rate(count)]
     finally:

@@ -2,7 +2,7 @@
 
 - The rule engine alone runs the backtest path (a recorded decision re-decided with a rule set)
   on realistic feature maps: decisions per second, no Kafka.
-- The processor runs in a Faust worker while payments arrive at a fixed rate; its added
+- The processor runs in one worker (or several) while payments arrive at a fixed rate; its added
   latency is the time from a PaymentAccepted's log timestamp to its RiskAssessed's.
 - The baseline is the bare aiokafka relay from the same run, as in ``bench pipeline``.
 """
@@ -180,7 +180,7 @@ async def _measure(
 
 
 def run_risk_bench(
-    settings: PaystreamSettings, bootstrap: str, count: int, rates: list[int]
+    settings: PaystreamSettings, bootstrap: str, count: int, rates: list[int], workers: int = 1
 ) -> tuple[list[Rate], list[Latency]]:
     """The relay baseline, the engine alone, and the processor at each offered rate."""
     namespace = f"bench-risk-{uuid.uuid4().hex[:8]}"
@@ -192,8 +192,13 @@ def run_risk_bench(
         asyncio.run(load_commands(bootstrap, relayed.commands.name, count))
         relay = asyncio.run(relay_rate(bootstrap, relayed, count))
         asyncio.run(_onboard(bootstrap, namespace))
-        worker = ChildProcess("worker", environment, settings.home / "logs" / "bench-risk.log")
-        worker.start()
+        logs = settings.home / "logs"
+        processes = [
+            ChildProcess("worker", environment, logs / f"bench-risk-{number}.log")
+            for number in range(workers)
+        ]
+        for process in processes:
+            process.start()
         try:
             asyncio.run(_measure(environment, catalogue, 50, 200, seed=99))  # warm-up
             latencies = [
@@ -201,7 +206,8 @@ def run_risk_bench(
                 for rate in rates
             ]
         finally:
-            worker.stop()
+            for process in processes:
+                process.stop()
         return [relay, engine_rate(max(count, 20_000))], latencies
     finally:
         names = [spec.name for c in (catalogue, relayed) for spec in c.all()]

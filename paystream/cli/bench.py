@@ -47,6 +47,7 @@ def pipeline(
 def risk(
     payments: Annotated[int, typer.Option(help="Payments per offered rate.")] = 3_000,
     rates: Annotated[str, typer.Option(help="Offered payments/s, comma-separated.")] = "100,1000",
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the partitions.")] = 1,
 ) -> None:
     """Rule engine alone and the risk processor's added latency, with the bare relay baseline."""
     from paystream.bench.risk import run_risk_bench
@@ -55,7 +56,7 @@ def risk(
     offered = [int(rate) for rate in rates.split(",")]
     try:
         with broker_session(settings) as bootstrap:
-            throughputs, latencies = run_risk_bench(settings, bootstrap, payments, offered)
+            throughputs, latencies = run_risk_bench(settings, bootstrap, payments, offered, workers)
     except (LocalKafkaError, TimeoutError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
@@ -67,7 +68,8 @@ def risk(
             rate.name, f"{rate.messages:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}"
         )
     console.print(table)
-    processor = Table(title="risk processor (one Faust worker): added latency per payment")
+    label = "one worker" if workers == 1 else f"{workers} workers"
+    processor = Table(title=f"risk processor ({label}): added latency per payment")
     for column in ("offered/s", "payments", "decided/s", "p50 ms", "p99 ms"):
         processor.add_column(column, justify="right")
     for run in latencies:

@@ -31,6 +31,7 @@ from events.topics import TopicSpec
 from events.wire import DecodeError, EventCodec
 from streams.engine.offsets import OffsetWatch
 from streams.engine.outgoing import Outgoing
+from streams.engine.output import OutputBuffer
 from streams.engine.store import StateStore, restore
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class StreamProcessor:
         self._progress = _Progress()
         self._held: set[int] = set()
         self._watch = OffsetWatch(spec.name)
+        self._output = OutputBuffer(connection.producer)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=connection.bootstrap,
             group_id=self.group_id,
@@ -135,6 +137,7 @@ class StreamProcessor:
                 reached[tp] = message.offset + 1
         self._bind(None)
         await self._send_changes()
+        await self._flush()
         self._progress.positions.update(reached)
 
     def _bind(self, partition: int | None) -> None:
@@ -155,15 +158,17 @@ class StreamProcessor:
         await self.send(outgoing)
 
     async def send(self, outgoing: Sequence[Outgoing]) -> None:
-        """Produce ``outgoing``; the next commit waits for their acknowledgement."""
+        """Queue ``outgoing`` for the next flush; the commit after it waits for their acks."""
         for out in outgoing:
             await self._send(out.topic, out.key, self.connection.codec.encode(out.record))
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        sent = await self.connection.producer.send(topic, value, key=key, partition=partition)
-        self._progress.pending.append(sent)
+        await self._output.add(topic, key, value, partition)
+
+    async def _flush(self) -> None:
+        self._progress.pending += await self._output.flush()
 
     async def _send_changes(self) -> None:
         for store in self.spec.stores:
@@ -199,8 +204,8 @@ class StreamProcessor:
             if not self._held:
                 continue
             async with self._lock:
-                outgoing = timer()
-                await self.send(outgoing)
+                await self.send(timer())
+                await self._flush()
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """Partitions are about to leave: commit everything processed so far."""

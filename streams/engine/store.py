@@ -9,11 +9,11 @@ newest value winning, so a key touched by many messages of one batch costs one r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.topics import TopicSpec
@@ -32,11 +32,36 @@ class ChangelogRecord:
     value: bytes | None
 
 
+class ValueCodec(Protocol):
+    """How a store's live values (objects a handler updates in place) become JSON and back."""
+
+    def to_json(self, value: Any) -> Any:
+        """A JSON-able form of ``value``."""
+        ...
+
+    def from_json(self, data: Any) -> Any:
+        """The live value ``to_json`` produced ``data`` from."""
+        ...
+
+
+class PlainJson:
+    """Values that are JSON-able as they are."""
+
+    def to_json(self, value: Any) -> Any:
+        """``value`` itself."""
+        return value
+
+    def from_json(self, data: Any) -> Any:
+        """``data`` itself."""
+        return data
+
+
 class StateStore(MutableMapping[str, Any]):
     """A processor's table over the partitions this worker is assigned."""
 
-    def __init__(self, changelog: TopicSpec) -> None:
+    def __init__(self, changelog: TopicSpec, codec: ValueCodec | None = None) -> None:
         self.changelog = changelog
+        self._codec = codec or PlainJson()
         self._values: dict[str, Any] = {}
         self._partition_of: dict[str, int] = {}
         self._dirty: set[str] = set()
@@ -77,7 +102,7 @@ class StateStore(MutableMapping[str, Any]):
         """The changelog records of every write since the last call (values serialised now, so
         a value changed in place after it was set is written as it ends up)."""
         changes = [
-            ChangelogRecord(self._partition_of[key], key.encode(), _dumps(self._values[key]))
+            ChangelogRecord(self._partition_of[key], key.encode(), self._dumps(key))
             for key in self._dirty
         ]
         changes += [
@@ -87,6 +112,10 @@ class StateStore(MutableMapping[str, Any]):
         self._dirty.clear()
         self._deleted.clear()
         return changes
+
+    def _dumps(self, key: str) -> bytes:
+        # Integer keys become text, as the standard library's JSON would make them.
+        return orjson.dumps(self._codec.to_json(self._values[key]), option=orjson.OPT_NON_STR_KEYS)
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget the keys of ``partitions`` (another worker owns them now)."""
@@ -103,12 +132,8 @@ class StateStore(MutableMapping[str, Any]):
             self._values.pop(text, None)
             self._partition_of.pop(text, None)
             return
-        self._values[text] = json.loads(value)
+        self._values[text] = self._codec.from_json(orjson.loads(value))
         self._partition_of[text] = partition
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 async def restore(bootstrap: str, store: StateStore, partitions: Iterable[int]) -> int:

@@ -1,7 +1,7 @@
 """After the payment: each merchant's health, alerts, and the rating feedback loop.
 
 ``HealthDesk`` keeps per merchant the counts of its payments, approvals, declines, refunds and
-chargebacks over sliding windows (a Faust table keyed by merchant id in the worker). The live
+chargebacks over sliding windows (a changelogged store keyed by merchant id in the worker). The live
 rule set's ``alert`` lines are evaluated after every outcome; an alert is raised when it starts
 to hold, not again while it keeps holding. A ``downgrade`` alert lowers the merchant's rating
 one step, which tightens its limits in the risk stage: the feedback loop.
@@ -40,7 +40,7 @@ class HealthDesk:
         entry = self._entries.get(outcome.merchant_id)
         if entry is not None and offset <= entry["offset"]:
             return []  # redelivered after a crash: counted already
-        health = HealthWindows.from_dict(entry["health"]) if entry else HealthWindows.new()
+        health = entry["health"] if entry else HealthWindows.new()
         for kind in outcome.kinds:
             health.record(kind, outcome.at_ms)
         fired = evaluate_alerts(
@@ -50,7 +50,7 @@ class HealthDesk:
         raised = [alert for alert in fired if alert.alert not in active]
         self._entries[outcome.merchant_id] = {
             "offset": offset,
-            "health": health.to_dict(),
+            "health": health,
             "active": sorted(alert.alert for alert in fired),
         }
         return [out for alert in raised for out in self._raise(outcome, alert, now)]
@@ -99,3 +99,15 @@ class HealthDesk:
             reason=f"alert {alert.alert} ({inputs})",
             source=f"alert:{alert.alert}",
         )
+
+
+class HealthEntries:
+    """The store codec of health entries: the live ``HealthWindows`` as its dict."""
+
+    def to_json(self, entry: Entry) -> Entry:
+        """The entry with its windows as a dict."""
+        return {**entry, "health": entry["health"].to_dict()}
+
+    def from_json(self, data: Entry) -> Entry:
+        """The entry with its windows live again."""
+        return {**data, "health": HealthWindows.from_dict(data["health"])}

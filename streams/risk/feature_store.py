@@ -1,9 +1,9 @@
 """The feature store: velocity state per dimension value, kept where its partition is processed.
 
-``FeatureDesk`` is the logic over any mutable mapping (a dict in tests, a changelogged Faust
-table keyed by '<dimension>:<value>' in the worker). Each entry remembers the offset of the last
-message it applied, in the same write as the state: a message redelivered after a crash is
-recognised and not counted twice.
+``FeatureDesk`` is the logic over any mutable mapping (a dict in tests, a changelogged state
+store keyed by '<dimension>:<value>' in the worker). Each entry keeps its ``DimensionState``
+live, and remembers the offset of the last message it applied in the same write as the state:
+a message redelivered after a crash is recognised and not counted twice.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class FeatureDesk:
         entry = self._entries.get(key)
         if entry is not None and offset <= entry["offset"]:
             return self._repeat(entry, request)
-        state = self._state(entry, request.dimension)
+        state = entry["state"] if entry else DimensionState.new(request.dimension)
         features = state.observe(_observation(request))
         self._entries[key] = {
             "offset": offset,
-            "state": state.to_dict(),
+            "state": state,
             "last_payment": request.payment_id,
             "last_features": features,
         }
@@ -53,9 +53,8 @@ class FeatureDesk:
         entry = self._entries.get(key)
         if entry is None or offset <= entry["offset"]:
             return
-        state = DimensionState.from_dict(entry["state"])
-        state.release(release.business_date, release.currency, release.amount_minor)
-        self._entries[key] = {**entry, "offset": offset, "state": state.to_dict()}
+        entry["state"].release(release.business_date, release.currency, release.amount_minor)
+        self._entries[key] = {**entry, "offset": offset}
 
     def _repeat(self, entry: Entry, request: FeatureRequest) -> list[Outgoing]:
         # Already counted. The answer is known only for the newest payment; an older one's
@@ -64,16 +63,23 @@ class FeatureDesk:
             return []
         return [self._snapshot(request, entry["last_features"])]
 
-    def _state(self, entry: Entry | None, dimension: str) -> DimensionState:
-        if entry is None:
-            return DimensionState.new(dimension)
-        return DimensionState.from_dict(entry["state"])
-
     def _snapshot(self, request: FeatureRequest, features: dict[str, Any]) -> Outgoing:
         snapshot = FeatureSnapshot(
             payment_id=request.payment_id, dimension=request.dimension, features=features
         )
         return Outgoing(self._topics.risk_snapshots.name, request.payment_id.encode(), snapshot)
+
+
+class FeatureEntries:
+    """The store codec of feature entries: the live ``DimensionState`` as its dict."""
+
+    def to_json(self, entry: Entry) -> Entry:
+        """The entry with its state as a dict."""
+        return {**entry, "state": entry["state"].to_dict()}
+
+    def from_json(self, data: Entry) -> Entry:
+        """The entry with its state live again."""
+        return {**data, "state": DimensionState.from_dict(data["state"])}
 
 
 def _observation(request: FeatureRequest) -> Observation:

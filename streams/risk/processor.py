@@ -38,11 +38,11 @@ from paystream.config import PaystreamSettings
 from streams.engine.outgoing import Outgoing
 from streams.engine.processor import ProcessorSpec
 from streams.engine.store import StateStore
-from streams.risk.aftercare import HealthDesk
+from streams.risk.aftercare import HealthDesk, HealthEntries
 from streams.risk.assessment import epoch_ms
 from streams.risk.broadcast import BroadcastReader, Undecodable
 from streams.risk.cases import CaseDesk, NoOpenHold
-from streams.risk.feature_store import FeatureDesk
+from streams.risk.feature_store import FeatureDesk, FeatureEntries
 from streams.risk.state import RiskState
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ class RiskProcessors:
             undecodable,
         )
         self.cases = StateStore(catalogue.risk_cases)
-        self.features = StateStore(catalogue.risk_feature_state)
-        self.health = StateStore(catalogue.risk_health)
+        self.features = StateStore(catalogue.risk_feature_state, FeatureEntries())
+        self.health = StateStore(catalogue.risk_health, HealthEntries())
         zone = ZoneInfo(settings.business_timezone)
         timeout = settings.risk_gather_timeout_ms
         self.case_desk = CaseDesk(self.cases, self.state, codec, catalogue, zone, timeout)

@@ -20,7 +20,6 @@ from streams.risk.aftercare import HealthDesk
 from streams.risk.assessment import assess, epoch_ms
 from streams.risk.rule_file import parse_ruleset
 from streams.risk.state import RiskState
-from streams.risk.velocity import HealthWindows
 from tests.unit.samples import merchant_applied, merchant_reviewed, payment_accepted
 
 TOPICS = TopicCatalogue("t")
@@ -64,7 +63,7 @@ class Merchant:
         return outgoing
 
     def health(self) -> dict:
-        windows = HealthWindows.from_dict(self.entries[MERCHANT]["health"])
+        windows = self.entries[MERCHANT]["health"]
         return self.desk.features(MERCHANT, windows, epoch_ms(NOW))
 
 
