@@ -40,7 +40,7 @@ def dead_letter_for(
 
 
 class ConsumedMessage(Protocol):
-    """What Faust's messages and aiokafka's records both carry about where they came from."""
+    """What a consumed record carries about where they came from."""
 
     topic: str
     partition: int

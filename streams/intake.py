@@ -1,7 +1,7 @@
 """Payment intake: validate each RequestPayment once per idempotency key.
 
-``PaymentIntake`` holds the logic over any store of seen keys (a dict in tests); the Faust
-agent in ``streams.app`` gives it a changelog-backed table so the memory survives
+``PaymentIntake`` holds the logic over any store of seen keys (a dict in tests); the intake
+processor in ``streams.app`` gives it a changelogged state store so the memory survives
 restarts and moves with its partition to another worker.
 """
 

@@ -1,7 +1,7 @@
 """The risk case of each payment: gather its features, decide, hold, release or reject.
 
 ``CaseDesk`` is the logic over any mutable mapping of cases (a dict in tests, a changelogged
-Faust table keyed by payment id in the worker). Every input of one payment arrives in the same
+state store keyed by payment id in the worker). Every input of one payment arrives in the same
 partition (the payment log, the snapshots and the review commands are all keyed by payment id),
 so one desk sees a payment's whole story in order. Timers never change a case themselves: they
 send a message to the case's own partition, and the desk acts on it like on any other input.
@@ -111,7 +111,7 @@ class CaseDesk:
             case["snapshots"][snapshot.dimension] = dict(snapshot.features)
         missing = tuple(d for d in case["expected"] if d not in case["snapshots"])
         if missing and not timed_out:
-            self._cases[snapshot.payment_id] = case  # tables persist on assignment only
+            self._cases[snapshot.payment_id] = case  # a store logs a key when it is assigned
             return []
         return self._decide(snapshot.payment_id, case, missing, now)
 

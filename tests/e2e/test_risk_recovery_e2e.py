@@ -1,4 +1,4 @@
-"""The risk counters live in changelogged Faust tables: they survive a SIGKILLed worker (table
+"""The risk counters live in changelogged state stores: they survive a SIGKILLed worker (store
 recovery) and follow their partitions when a second worker joins and the first leaves."""
 
 from __future__ import annotations
