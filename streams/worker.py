@@ -43,8 +43,9 @@ async def _serve(settings: PaystreamSettings, bootstrap: str) -> None:
     catalogue = TopicCatalogue(settings.namespace)
     await ensure_topics(bootstrap, catalogue, settings.replication_factor)
     codec = EventCodec(schema_catalogue(settings.schema_registry_url))
+    # Processors hand over whole batches already: a linger would only add latency.
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
     )
     await producer.start()
     try:

@@ -89,6 +89,7 @@ class StreamProcessor:
         self._lock = asyncio.Lock()
         self._progress = _Progress()
         self._held: set[int] = set()
+        self._failed_output = False
         self._watch = OffsetWatch(spec.name)
         self._output = OutputBuffer(connection.producer)
         self._consumer = AIOKafkaConsumer(
@@ -102,22 +103,32 @@ class StreamProcessor:
         )
 
     async def run(self) -> None:
-        """Consume until cancelled; a clean stop commits what was processed."""
+        """Consume until cancelled; a clean stop commits what was processed. A failure of the
+        loop, the committer or a timer stops the processor with that error."""
         names = [spec.name for spec in self.spec.inputs]
         self._consumer.subscribe(names, listener=_Rebalance(self))
         await self._consumer.start()
-        background = [asyncio.create_task(self._commit_every(COMMIT_INTERVAL))]
-        background += [asyncio.create_task(self._every(s, t)) for s, t in self.spec.timers]
+        tasks = [
+            asyncio.create_task(self._consume()),
+            asyncio.create_task(self._commit_every(COMMIT_INTERVAL)),
+            *(asyncio.create_task(self._every(s, t)) for s, t in self.spec.timers),
+        ]
         try:
-            while True:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-                if batch:
-                    async with self._lock:
-                        await self._process(batch)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
-            for task in background:
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._stop()
+
+    async def _consume(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+            if batch:
+                async with self._lock:
+                    await self._process(batch)
 
     async def _stop(self) -> None:
         try:
@@ -182,11 +193,16 @@ class StreamProcessor:
 
     async def _commit(self) -> None:
         """Wait for what was produced, then commit the positions it covers."""
+        if self._failed_output:
+            return  # never commit past an output the broker refused: the input is replayed
         async with self._lock:
             positions = dict(self._progress.positions)
             pending, self._progress.pending = self._progress.pending, []
-        if pending:
+        try:
             await asyncio.gather(*pending)
+        except Exception:
+            self._failed_output = True
+            raise
         if positions == self._progress.committed:
             return
         try:
