@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from deploy.local_kafka import LocalKafka, resolve_bootstrap
 from events.topics import TopicCatalogue
