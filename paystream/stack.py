@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +83,21 @@ class ChildProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_workers(
+    environment: StackEnvironment, log_dir: Path, name: str, count: int
+) -> Iterator[list[ChildProcess]]:
+    """``count`` worker processes (logs ``<name>-<n>.log``), stopped when the block ends."""
+    workers = [
+        ChildProcess("worker", environment, log_dir / f"{name}-{number}.log")
+        for number in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -22,7 +22,7 @@ from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.stack import ChildProcess, StackEnvironment
+from paystream.stack import StackEnvironment, running_workers
 from streams.intake import PaymentIntake
 from streams.validation import ValidationPolicy
 
@@ -159,20 +159,10 @@ def run_pipeline_bench(
     asyncio.run(load_commands(bootstrap, catalogue.commands.name, count))
     try:
         relay = asyncio.run(relay_rate(bootstrap, catalogue, count))
-        logs = settings.home / "logs"
-        pool = [
-            ChildProcess("worker", environment, logs / f"bench-worker-{n}.log")
-            for n in range(workers)
-        ]
-        for worker in pool:
-            worker.start()
-        try:
+        with running_workers(environment, settings.home / "logs", "bench-worker", workers):
             span = asyncio.run(
                 output_span(bootstrap, catalogue.events.name, count, 900, INTAKE_OUTPUTS)
             )
-        finally:
-            for worker in pool:
-                worker.stop()
         label = "worker" if workers == 1 else f"{workers} workers"
         processor = Rate(f"intake processor ({label})", count, span)
         return [relay, processor, intake_logic_rate(count)]

@@ -32,7 +32,7 @@ from events.wire import EventCodec
 from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.stack import ChildProcess, StackEnvironment
+from paystream.stack import StackEnvironment, running_workers
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import redecide
 from streams.risk.feature_store import FeatureDesk
@@ -192,22 +192,12 @@ def run_risk_bench(
         asyncio.run(load_commands(bootstrap, relayed.commands.name, count))
         relay = asyncio.run(relay_rate(bootstrap, relayed, count))
         asyncio.run(_onboard(bootstrap, namespace))
-        logs = settings.home / "logs"
-        processes = [
-            ChildProcess("worker", environment, logs / f"bench-risk-{number}.log")
-            for number in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        try:
+        with running_workers(environment, settings.home / "logs", "bench-risk", workers):
             asyncio.run(_measure(environment, catalogue, 50, 200, seed=99))  # warm-up
             latencies = [
                 asyncio.run(_measure(environment, catalogue, rate, count, seed=rate))
                 for rate in rates
             ]
-        finally:
-            for process in processes:
-                process.stop()
         return [relay, engine_rate(max(count, 20_000))], latencies
     finally:
         names = [spec.name for c in (catalogue, relayed) for spec in c.all()]
