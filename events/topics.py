@@ -22,7 +22,9 @@ from events.records import (
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
+    FeatureRequestBatch,
     FeatureSnapshot,
+    FeatureSnapshotBatch,
     MerchantApplied,
     MerchantLimitsOverridden,
     MerchantOutcome,
@@ -169,8 +171,9 @@ class TopicCatalogue:
             partitions=partitions,
             retention_ms=7 * DAY_MS,
             cleanup_policy=CleanupPolicy.DELETE,
-            key="'<dimension>:<value>' (UTF-8), e.g. 'device:dev-9'",
-            records=(FeatureRequest, FeatureRelease),
+            key="'<dimension>:<value>' (UTF-8), e.g. 'device:dev-9'; a batch has no key and "
+            "sits in the partition all its requests' keys hash to",
+            records=(FeatureRequestBatch, FeatureRequest, FeatureRelease),
             purpose="Internal: payments fanned out to the feature store's partitions.",
             ordering="Per dimension value.",
         )
@@ -179,8 +182,9 @@ class TopicCatalogue:
             partitions=partitions,
             retention_ms=7 * DAY_MS,
             cleanup_policy=CleanupPolicy.DELETE,
-            key="payment_id (UTF-8 UUID text), co-partitioned with the payment log",
-            records=(FeatureSnapshot,),
+            key="payment_id (UTF-8 UUID text), co-partitioned with the payment log; a batch "
+            "has no key and sits in the partition all its payments' ids hash to",
+            records=(FeatureSnapshotBatch, FeatureSnapshot),
             purpose="Internal: each dimension's features of a payment, back to its partition.",
             ordering="Per payment.",
         )

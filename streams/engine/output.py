@@ -4,43 +4,76 @@ Producing message by message costs a future and a callback per message; a proces
 outputs are instead grouped by topic and partition (in their order) and sent as one Kafka batch
 each, with one acknowledgement to wait for. Partitions are chosen exactly as the producer's
 default partitioner chooses them, so a key lands where any other client would put it.
+
+Records of a bundled type wait in their partition's open bundle; the bundle is sealed (wrapped
+and encoded) at the flush, or earlier when another record goes to the same partition, so each
+partition keeps the order in which its records were sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from events.records import AvroRecord
+from streams.engine.bundles import Bundling
+
 Destination = tuple[str, int]
+Encode = Callable[[AvroRecord], bytes]
 
 
 class OutputBuffer:
     """The records a processor produced since its last flush, per destination partition."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, encode: Encode, bundlings: Sequence[Bundling] = ()
+    ) -> None:
         self._producer = producer
+        self._encode = encode
+        self._bundlings = {bundling.record_type: bundling for bundling in bundlings}
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._records: dict[Destination, list[tuple[bytes | None, bytes | None]]] = {}
+        self._open: dict[Destination, tuple[Bundling, list[AvroRecord]]] = {}
+
+    async def add_record(self, topic: str, key: bytes | None, record: AvroRecord) -> None:
+        """Queue one record, encoded now or, when its type is bundled, at the bundle's seal."""
+        bundling = self._bundlings.get(type(record))
+        if bundling is None:
+            await self.add(topic, key, self._encode(record))
+            return
+        destination = (topic, await self._partition_for(topic, key))
+        self._open.setdefault(destination, (bundling, []))[1].append(record)
 
     async def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        """Queue one record; without ``partition`` it goes where its key hashes to."""
+        """Queue one encoded record; without ``partition`` it goes where its key hashes to."""
         if partition is None:
             partition = await self._partition_for(topic, key)
-        self._records.setdefault((topic, partition), []).append((key, value))
+        destination = (topic, partition)
+        if destination in self._open:
+            self._seal(destination)
+        self._records.setdefault(destination, []).append((key, value))
 
     async def flush(self) -> list[asyncio.Future[Any]]:
         """Hand every queued record to the producer; returns the acknowledgements to await."""
+        for destination in list(self._open):
+            self._seal(destination)
         records, self._records = self._records, {}
         acks = []
         for (topic, partition), pairs in records.items():
             acks += await self._send(topic, partition, pairs)
         return acks
+
+    def _seal(self, destination: Destination) -> None:
+        bundling, records = self._open.pop(destination)
+        queued = self._records.setdefault(destination, [])
+        queued += [(None, self._encode(bundle)) for bundle in bundling.bundles(records)]
 
     async def _send(
         self, topic: str, partition: int, pairs: list[tuple[bytes | None, bytes | None]]

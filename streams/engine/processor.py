@@ -29,6 +29,7 @@ from events.dead_letters import dead_letter_for_message
 from events.records import AvroRecord
 from events.topics import TopicSpec
 from events.wire import DecodeError, EventCodec
+from streams.engine.bundles import Bundling
 from streams.engine.offsets import OffsetWatch
 from streams.engine.outgoing import Outgoing
 from streams.engine.output import OutputBuffer
@@ -56,6 +57,8 @@ class ProcessorSpec:
     refusals: tuple[type[Exception], ...] = ()
     on_assigned: Callable[[set[int]], None] | None = None
     timers: tuple[tuple[float, Timer], ...] = ()
+    # Output record types sent as one bundle per destination partition and flush.
+    bundles: tuple[Bundling, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class StreamProcessor:
         self._held: set[int] = set()
         self._failed_output = False
         self._watch = OffsetWatch(spec.name)
-        self._output = OutputBuffer(connection.producer)
+        self._output = OutputBuffer(connection.producer, connection.codec.encode, spec.bundles)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=connection.bootstrap,
             group_id=self.group_id,
@@ -171,7 +174,7 @@ class StreamProcessor:
     async def send(self, outgoing: Sequence[Outgoing]) -> None:
         """Queue ``outgoing`` for the next flush; the commit after it waits for their acks."""
         for out in outgoing:
-            await self._send(out.topic, out.key, self.connection.codec.encode(out.record))
+            await self._output.add_record(out.topic, out.key, out.record)
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None

@@ -2,8 +2,9 @@
 
 ``FeatureDesk`` is the logic over any mutable mapping (a dict in tests, a changelogged state
 store keyed by '<dimension>:<value>' in the worker). Each entry keeps its ``DimensionState``
-live, and remembers the offset of the last message it applied in the same write as the state:
-a message redelivered after a crash is recognised and not counted twice.
+live, and remembers the position (offset, and index within a bundle) of the last request it
+applied in the same write as the state: a request redelivered after a crash is recognised and
+not counted twice.
 """
 
 from __future__ import annotations
@@ -31,30 +32,30 @@ class FeatureDesk:
         self._entries = entries
         self._topics = topics
 
-    def on_request(self, request: FeatureRequest, offset: int) -> list[Outgoing]:
+    def on_request(self, request: FeatureRequest, position: int) -> list[Outgoing]:
         """Observe the payment and send this dimension's features back to its case."""
         key = entry_key(request.dimension, request.value)
         entry = self._entries.get(key)
-        if entry is not None and offset <= entry["offset"]:
+        if entry is not None and position <= entry["position"]:
             return self._repeat(entry, request)
         state = entry["state"] if entry else DimensionState.new(request.dimension)
         features = state.observe(_observation(request))
         self._entries[key] = {
-            "offset": offset,
+            "position": position,
             "state": state,
             "last_payment": request.payment_id,
             "last_features": features,
         }
         return [self._snapshot(request, features)]
 
-    def on_release(self, release: FeatureRelease, offset: int) -> None:
+    def on_release(self, release: FeatureRelease, position: int) -> None:
         """Take a rejected payment's amount out of the value's daily total."""
         key = entry_key(release.dimension, release.value)
         entry = self._entries.get(key)
-        if entry is None or offset <= entry["offset"]:
+        if entry is None or position <= entry["position"]:
             return
         entry["state"].release(release.business_date, release.currency, release.amount_minor)
-        self._entries[key] = {**entry, "offset": offset}
+        self._entries[key] = {**entry, "position": position}
 
     def _repeat(self, entry: Entry, request: FeatureRequest) -> list[Outgoing]:
         # Already counted. The answer is known only for the newest payment; an older one's

@@ -12,6 +12,7 @@ Merchant profiles and the live rule set are read whole by every worker (``Broadc
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from aiokafka.structs import ConsumerRecord
@@ -26,7 +27,9 @@ from events.records import (
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
+    FeatureRequestBatch,
     FeatureSnapshot,
+    FeatureSnapshotBatch,
     MerchantOutcome,
     ReviewDecision,
     RiskAssessed,
@@ -35,6 +38,7 @@ from events.risk_records import (
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.config import PaystreamSettings
+from streams.engine.bundles import Bundling, position
 from streams.engine.outgoing import Outgoing
 from streams.engine.processor import ProcessorSpec
 from streams.engine.store import StateStore
@@ -97,9 +101,14 @@ class RiskProcessors:
             refusals=(NoOpenHold,),
             on_assigned=lambda _partitions: self.case_desk.reindex(),
             timers=((TIMER_INTERVAL, self._nudges),),
+            bundles=(Bundling(FeatureRequest, _request_batch),),
         )
         features = ProcessorSpec(
-            FEATURES, (topics.risk_features,), self._on_feature_input, stores=(self.features,)
+            FEATURES,
+            (topics.risk_features,),
+            self._on_feature_input,
+            stores=(self.features,),
+            bundles=(Bundling(FeatureSnapshot, _snapshot_batch),),
         )
         health = ProcessorSpec(
             HEALTH, (topics.risk_outcomes,), self._on_health_input, stores=(self.health,)
@@ -111,6 +120,10 @@ class RiskProcessors:
         if isinstance(record, PaymentAccepted):
             await self._fresh_merchant(record.merchant_id)
             outgoing = self.case_desk.on_accepted(record, message.partition, now)
+        elif isinstance(record, FeatureSnapshotBatch):
+            outgoing = []
+            for snapshot in record.snapshots:
+                outgoing += self.case_desk.on_snapshot(snapshot, now)
         elif isinstance(record, FeatureSnapshot):
             outgoing = self.case_desk.on_snapshot(record, now)
         elif isinstance(record, ReviewDecision):
@@ -124,10 +137,15 @@ class RiskProcessors:
     async def _on_feature_input(
         self, message: ConsumerRecord, record: AvroRecord
     ) -> list[Outgoing]:
+        if isinstance(record, FeatureRequestBatch):
+            outgoing = []
+            for index, request in enumerate(record.requests):
+                outgoing += self.feature_desk.on_request(request, position(message.offset, index))
+            return outgoing
         if isinstance(record, FeatureRequest):
-            return self.feature_desk.on_request(record, message.offset)
+            return self.feature_desk.on_request(record, position(message.offset))
         if isinstance(record, FeatureRelease):
-            self.feature_desk.on_release(record, message.offset)
+            self.feature_desk.on_release(record, position(message.offset))
         return []
 
     async def _on_health_input(self, message: ConsumerRecord, record: AvroRecord) -> list[Outgoing]:
@@ -147,3 +165,11 @@ class RiskProcessors:
 
     def _nudges(self) -> list[Outgoing]:
         return self.case_desk.nudges(epoch_ms(utc_now()))
+
+
+def _request_batch(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
+    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
+
+
+def _snapshot_batch(records: Sequence[AvroRecord]) -> FeatureSnapshotBatch:
+    return FeatureSnapshotBatch(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])

@@ -76,7 +76,7 @@ def test_feature_entries_survive_the_changelog_round_trip():
         partners={"user": "u-1", "account": "acc-1"},
     )
     features = state.observe(observation)
-    entry = {"offset": 7, "state": state, "last_payment": "p-1", "last_features": features}
+    entry = {"position": 7, "state": state, "last_payment": "p-1", "last_features": features}
     codec = FeatureEntries()
     data = orjson.loads(orjson.dumps(codec.to_json(entry), option=orjson.OPT_NON_STR_KEYS))
     assert codec.from_json(data) == entry

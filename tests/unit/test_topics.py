@@ -14,7 +14,11 @@ from events.records import (
     RequestPayment,
 )
 from events.risk_records import (
+    FeatureRelease,
+    FeatureRequest,
+    FeatureRequestBatch,
     FeatureSnapshot,
+    FeatureSnapshotBatch,
     MerchantApplied,
     MerchantLimitsOverridden,
     MerchantRatingChanged,
@@ -132,7 +136,12 @@ def test_topics_carry_the_records_their_consumers_expect():
     }
     assert catalogue.rulesets.records == (RuleSetPublished,)
     assert catalogue.reviews.records == (ReviewDecision,)
-    assert catalogue.risk_snapshots.records == (FeatureSnapshot,)
+    assert set(catalogue.risk_snapshots.records) == {FeatureSnapshotBatch, FeatureSnapshot}
+    assert set(catalogue.risk_features.records) == {
+        FeatureRequestBatch,
+        FeatureRequest,
+        FeatureRelease,
+    }
 
 
 def test_every_record_type_travels_on_some_topic():

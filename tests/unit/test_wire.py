@@ -27,7 +27,9 @@ from events.records import (
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
+    FeatureRequestBatch,
     FeatureSnapshot,
+    FeatureSnapshotBatch,
     HoldResolution,
     MerchantApplied,
     MerchantDecision,
@@ -360,6 +362,19 @@ def _feature_snapshot() -> FeatureSnapshot:
     )
 
 
+def _feature_request_batch() -> FeatureRequestBatch:
+    other = dataclasses.replace(_feature_request(), dimension="user", value="u004711")
+    return FeatureRequestBatch(requests=[_feature_request(), other])
+
+
+def _feature_snapshot_batch() -> FeatureSnapshotBatch:
+    # Every value type, so the split into typed maps and the merge back are both exercised.
+    labelled = FeatureSnapshot(
+        payment_id=PAYMENT_ID, dimension="merchant", features={"tier": "gold", "present": True}
+    )
+    return FeatureSnapshotBatch(snapshots=[_feature_snapshot(), labelled])
+
+
 def _merchant_outcome() -> MerchantOutcome:
     return MerchantOutcome(
         merchant_id="shop-0042",
@@ -390,6 +405,8 @@ BUILDERS = {
     FeatureRequest: _feature_request,
     FeatureRelease: _feature_release,
     FeatureSnapshot: _feature_snapshot,
+    FeatureRequestBatch: _feature_request_batch,
+    FeatureSnapshotBatch: _feature_snapshot_batch,
     MerchantOutcome: _merchant_outcome,
 }
 

@@ -1,0 +1,100 @@
+"""Bundled outputs on the real broker: each partition gets its records in order, fewer of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
+
+from events.records import AvroRecord
+from events.risk_records import FeatureRelease, FeatureRequest, FeatureRequestBatch
+from events.schema_store import ManifestSchemas
+from events.wire import EventCodec
+from streams.engine.bundles import Bundling
+from streams.engine.output import OutputBuffer
+
+pytestmark = pytest.mark.e2e
+CODEC = EventCodec(ManifestSchemas())
+
+
+def _request(number: int) -> FeatureRequest:
+    return FeatureRequest(
+        payment_id=f"p-{number}",
+        dimension="user",
+        value=f"u{number}",
+        at_ms=1_714_566_645_000 + number,
+        amount_minor=100 + number,
+        currency="CNY",
+        business_date="2024-05-01",
+        partners={},
+    )
+
+
+def _wrap(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
+    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
+
+
+async def _read_all(bootstrap: str, topic: str, partitions: int) -> dict[int, list[AvroRecord]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        read: dict[int, list[AvroRecord]] = {p: [] for p in range(partitions)}
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                read[tp.partition] += [CODEC.decode(m.value) for m in messages]
+        return read
+    finally:
+        await consumer.stop()
+
+
+async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
+    catalogue_factory, kafka_bootstrap
+):
+    topic = catalogue_factory().risk_features
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    buffer = OutputBuffer(producer, CODEC.encode, [Bundling(FeatureRequest, _wrap, limit=4)])
+    requests = [_request(n) for n in range(30)]
+    release = FeatureRelease(
+        payment_id="p-5",
+        dimension="user",
+        value="u5",
+        business_date="2024-05-01",
+        amount_minor=105,
+        currency="CNY",
+    )
+    try:
+        for request in requests[:10]:
+            await buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
+        await buffer.add_record(topic.name, b"user:u5", release)  # not bundled: seals u5's
+        for request in requests[10:]:
+            await buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
+        for ack in await buffer.flush():
+            await ack
+    finally:
+        await producer.stop()
+
+    read = await _read_all(kafka_bootstrap, topic.name, topic.partitions)
+
+    partitions = list(range(topic.partitions))
+    expected: dict[int, list[AvroRecord]] = {p: [] for p in partitions}
+    sent: list[FeatureRequest | FeatureRelease] = [*requests[:10], release, *requests[10:]]
+    for record in sent:
+        key = f"user:{record.value}".encode()
+        expected[DefaultPartitioner()(key, partitions, partitions)].append(record)
+    for partition in partitions:
+        unbundled = [
+            item
+            for record in read[partition]
+            for item in (record.requests if isinstance(record, FeatureRequestBatch) else [record])
+        ]
+        assert unbundled == expected[partition]
+        bundles = [r for r in read[partition] if isinstance(r, FeatureRequestBatch)]
+        assert all(1 <= len(bundle.requests) <= 4 for bundle in bundles)
+    assert sum(len(records) for records in read.values()) < len(sent) / 2
