@@ -61,6 +61,8 @@ class AvroRecord:
     """Base of every record carried on Kafka: converts to and from Avro's dict form."""
 
     subject: ClassVar[str]
+    # Schema fields the class does not have: its to_avro/from_avro derive them from its own.
+    folded_fields: ClassVar[tuple[str, ...]] = ()
 
     def to_avro(self) -> dict[str, Any]:
         """The record as the dict fastavro writes."""

@@ -144,6 +144,8 @@ class RiskAssessed(AvroRecord):
     """The risk processor's decision on a payment, explained: rule set, rules fired, features."""
 
     subject: ClassVar[str] = "paystream.payments.RiskAssessed"
+    # On the wire ``features`` is split by type into these too (v2); the class keeps one map.
+    folded_fields: ClassVar[tuple[str, ...]] = ("feature_counts", "feature_flags")
 
     event_id: str
     payment_id: str
@@ -168,6 +170,8 @@ class RiskAssessed(AvroRecord):
         """The record as the dict fastavro writes, nested firings included."""
         datum = super(RiskAssessed, self).to_avro()
         datum["fired"] = [firing.to_avro() for firing in self.fired]
+        counts, flags, labels = split_values(self.features)
+        datum.update(features=labels, feature_counts=counts, feature_flags=flags)
         return datum
 
     @classmethod
@@ -175,7 +179,9 @@ class RiskAssessed(AvroRecord):
         """Build the record, nested firings included, from fastavro's dict."""
         record = super(RiskAssessed, cls).from_avro(datum)
         firings = [RuleFiring.from_avro(firing) for firing in datum["fired"]]
-        return dataclasses.replace(record, fired=firings)
+        # Read under v1, the counts and flags are empty and ``features`` holds every value.
+        features = {**datum["features"], **datum["feature_counts"], **datum["feature_flags"]}
+        return dataclasses.replace(record, fired=firings, features=features)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +325,34 @@ class FeatureSnapshotBatch(AvroRecord):
         return cls(snapshots=[_merged_snapshot(item) for item in datum["snapshots"]])
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantOutcomeBatch(AvroRecord):
+    """Internal: the merchant outcomes of one processed batch bound for one health partition."""
+
+    subject: ClassVar[str] = "paystream.risk.internal.MerchantOutcomeBatch"
+
+    outcomes: list[MerchantOutcome]
+
+    def to_avro(self) -> dict[str, Any]:
+        """The batch as the dict fastavro writes."""
+        return {"outcomes": [_outcome_datum(outcome) for outcome in self.outcomes]}
+
+    @classmethod
+    def from_avro(cls, datum: dict[str, Any]) -> Self:
+        """Build the batch from fastavro's dict."""
+        return cls(outcomes=[MerchantOutcome(**outcome) for outcome in datum["outcomes"]])
+
+
+def _outcome_datum(outcome: MerchantOutcome) -> dict[str, Any]:
+    return {
+        "merchant_id": outcome.merchant_id,
+        "payment_id": outcome.payment_id,
+        "at_ms": outcome.at_ms,
+        "kinds": outcome.kinds,
+        "source_event_id": outcome.source_event_id,
+    }
+
+
 def _request_datum(request: FeatureRequest) -> dict[str, Any]:
     # Spelled out: dataclasses.asdict deep-copies every value and cost most of the encoding.
     return {
@@ -333,11 +367,14 @@ def _request_datum(request: FeatureRequest) -> dict[str, Any]:
     }
 
 
-def _split_snapshot(snapshot: FeatureSnapshot) -> dict[str, Any]:
+def split_values(
+    values: FeatureValues,
+) -> tuple[dict[str, int], dict[str, bool], dict[str, str]]:
+    """Feature values as (integers, booleans, texts): the typed maps that travel fastest."""
     counts: dict[str, int] = {}
     flags: dict[str, bool] = {}
     labels: dict[str, str] = {}
-    for name, value in snapshot.features.items():
+    for name, value in values.items():
         # bool before int: a bool is an int to isinstance.
         if value is True or value is False:
             flags[name] = value
@@ -345,6 +382,11 @@ def _split_snapshot(snapshot: FeatureSnapshot) -> dict[str, Any]:
             counts[name] = value
         else:
             labels[name] = value
+    return counts, flags, labels
+
+
+def _split_snapshot(snapshot: FeatureSnapshot) -> dict[str, Any]:
+    counts, flags, labels = split_values(snapshot.features)
     return {
         "payment_id": snapshot.payment_id,
         "dimension": snapshot.dimension,

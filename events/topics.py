@@ -28,6 +28,7 @@ from events.risk_records import (
     MerchantApplied,
     MerchantLimitsOverridden,
     MerchantOutcome,
+    MerchantOutcomeBatch,
     MerchantRatingChanged,
     MerchantReviewed,
     ReviewDecision,
@@ -193,8 +194,9 @@ class TopicCatalogue:
             partitions=partitions,
             retention_ms=7 * DAY_MS,
             cleanup_policy=CleanupPolicy.DELETE,
-            key="merchant_id (UTF-8)",
-            records=(MerchantOutcome,),
+            key="merchant_id (UTF-8); a batch has no key and sits in the partition all its "
+            "merchants' ids hash to",
+            records=(MerchantOutcomeBatch, MerchantOutcome),
             purpose="Internal: payment outcomes regrouped by merchant for its health counters.",
             ordering="Per merchant.",
         )

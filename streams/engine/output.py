@@ -23,6 +23,7 @@ from events.records import AvroRecord
 from streams.engine.bundles import Bundling
 
 Destination = tuple[str, int]
+MEMO_SIZE = 100_000
 Encode = Callable[[AvroRecord], bytes]
 
 
@@ -37,6 +38,9 @@ class OutputBuffer:
         self._bundlings = {bundling.record_type: bundling for bundling in bundlings}
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
+        # Keys recur (a payment's five snapshots, a merchant's every payment) and the hash is
+        # pure Python, so recent choices are remembered; the memo is emptied when it grows.
+        self._chosen: dict[tuple[str, bytes], int] = {}
         self._records: dict[Destination, list[tuple[bytes | None, bytes | None]]] = {}
         self._open: dict[Destination, tuple[Bundling, list[AvroRecord]]] = {}
 
@@ -94,9 +98,15 @@ class OutputBuffer:
         return acks
 
     async def _partition_for(self, topic: str, key: bytes | None) -> int:
+        if key is not None and (topic, key) in self._chosen:
+            return self._chosen[topic, key]
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = sorted(await self._producer.partitions_for(topic))
             self._partitions[topic] = partitions
         chosen: int = self._partitioner(key, partitions, partitions)
+        if key is not None:
+            if len(self._chosen) >= MEMO_SIZE:
+                self._chosen.clear()
+            self._chosen[topic, key] = chosen
         return chosen

@@ -35,10 +35,10 @@ class HealthDesk:
         self._state = state
         self._topics = topics
 
-    def on_outcome(self, outcome: MerchantOutcome, offset: int, now: datetime) -> list[Outgoing]:
+    def on_outcome(self, outcome: MerchantOutcome, position: int, now: datetime) -> list[Outgoing]:
         """Count the outcome once, then raise the alerts that started to hold."""
         entry = self._entries.get(outcome.merchant_id)
-        if entry is not None and offset <= entry["offset"]:
+        if entry is not None and position <= entry["position"]:
             return []  # redelivered after a crash: counted already
         health = entry["health"] if entry else HealthWindows.new()
         for kind in outcome.kinds:
@@ -49,7 +49,7 @@ class HealthDesk:
         active = set(entry["active"]) if entry else set()
         raised = [alert for alert in fired if alert.alert not in active]
         self._entries[outcome.merchant_id] = {
-            "offset": offset,
+            "position": position,
             "health": health,
             "active": sorted(alert.alert for alert in fired),
         }

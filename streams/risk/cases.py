@@ -80,19 +80,30 @@ class CaseDesk:
         self._closed_retention_ms = closed_retention_ms
         self._closed: dict[int, deque[tuple[int, str]]] = {}
         self._timers: dict[str, int] = {}
+        # The open cases' payments as records, so deciding need not decode the stored copy.
+        self._live: dict[str, PaymentAccepted] = {}
 
     def on_accepted(
-        self, accepted: PaymentAccepted, partition: int, now: datetime
+        self,
+        accepted: PaymentAccepted,
+        partition: int,
+        now: datetime,
+        encoded: bytes | None = None,
     ) -> list[Outgoing]:
-        """Open the payment's case and fan it out to the feature store (once per payment)."""
+        """Open the payment's case and fan it out to the feature store (once per payment).
+
+        ``encoded`` is the record as it came off the log, kept as is rather than encoded again.
+        """
         if accepted.payment_id in self._cases:
             return []  # a redelivery: the case was opened (and maybe decided) already
         requests = feature_requests(accepted, self._zone)
         now_ms = epoch_ms(now)
+        self._live[accepted.payment_id] = accepted
+        stored = encoded if encoded is not None else self._codec.encode(accepted)
         self._cases[accepted.payment_id] = {
             "state": GATHERING,
             "partition": partition,
-            "accepted": base64.b64encode(self._codec.encode(accepted)).decode(),
+            "accepted": base64.b64encode(stored).decode(),
             "expected": [request.dimension for request in requests],
             "snapshots": {},
             "opened_ms": now_ms,
@@ -122,7 +133,7 @@ class CaseDesk:
             if decision.reviewer == DELAY_TIMER:
                 return []
             raise NoOpenHold(f"payment {decision.payment_id} is not held for review or delay")
-        accepted = self._accepted(case)
+        accepted = self._accepted(decision.payment_id, case)
         resolution, by, reason = self._resolution(decision, accepted)
         resolved = RiskHoldResolved(
             event_id=stage_event_id(decision.payment_id, HOLD_STAGE),
@@ -185,7 +196,7 @@ class CaseDesk:
     def reindex(self) -> None:
         """Rebuild the timers and the purge queues from the cases this worker holds (after a
         start or a rebalance), so nothing restored from the changelog is left behind."""
-        self._timers, closed = {}, []
+        self._timers, self._live, closed = {}, {}, []
         for payment_id, case in self._cases.items():
             if case["state"] == GATHERING:
                 self._timers[payment_id] = case["opened_ms"] + self._gather_timeout_ms
@@ -200,7 +211,7 @@ class CaseDesk:
     def _decide(
         self, payment_id: str, case: Case, missing: tuple[str, ...], now: datetime
     ) -> list[Outgoing]:
-        accepted = self._accepted(case)
+        accepted = self._accepted(payment_id, case)
         profile = self._state.merchant(accepted.merchant_id)
         assessed = assess(accepted, profile, case["snapshots"], self._state.ruleset, now, missing)
         outgoing = [
@@ -231,6 +242,7 @@ class CaseDesk:
         self._cases[payment_id] = {"state": CLOSED, "closed_ms": now_ms, "partition": partition}
         self._closed.setdefault(partition, deque()).append((now_ms, payment_id))
         self._timers.pop(payment_id, None)
+        self._live.pop(payment_id, None)
 
     def _resolution(
         self, decision: ReviewDecision, accepted: PaymentAccepted
@@ -278,7 +290,10 @@ class CaseDesk:
         self._timers.pop(payment_id, None)
         return None
 
-    def _accepted(self, case: Case) -> PaymentAccepted:
+    def _accepted(self, payment_id: str, case: Case) -> PaymentAccepted:
+        live = self._live.get(payment_id)
+        if live is not None:
+            return live
         return self._codec.decode_as(base64.b64decode(case["accepted"]), [PaymentAccepted])
 
 

@@ -31,6 +31,7 @@ from events.risk_records import (
     FeatureSnapshot,
     FeatureSnapshotBatch,
     MerchantOutcome,
+    MerchantOutcomeBatch,
     ReviewDecision,
     RiskAssessed,
     RiskHoldResolved,
@@ -101,7 +102,10 @@ class RiskProcessors:
             refusals=(NoOpenHold,),
             on_assigned=lambda _partitions: self.case_desk.reindex(),
             timers=((TIMER_INTERVAL, self._nudges),),
-            bundles=(Bundling(FeatureRequest, _request_batch),),
+            bundles=(
+                Bundling(FeatureRequest, _request_batch),
+                Bundling(MerchantOutcome, _outcome_batch),
+            ),
         )
         features = ProcessorSpec(
             FEATURES,
@@ -119,7 +123,7 @@ class RiskProcessors:
         now = utc_now()
         if isinstance(record, PaymentAccepted):
             await self._fresh_merchant(record.merchant_id)
-            outgoing = self.case_desk.on_accepted(record, message.partition, now)
+            outgoing = self.case_desk.on_accepted(record, message.partition, now, message.value)
         elif isinstance(record, FeatureSnapshotBatch):
             outgoing = []
             for snapshot in record.snapshots:
@@ -149,9 +153,16 @@ class RiskProcessors:
         return []
 
     async def _on_health_input(self, message: ConsumerRecord, record: AvroRecord) -> list[Outgoing]:
-        if not isinstance(record, MerchantOutcome):
-            return []
-        return self.health_desk.on_outcome(record, message.offset, utc_now())
+        now = utc_now()
+        if isinstance(record, MerchantOutcomeBatch):
+            outgoing = []
+            for index, outcome in enumerate(record.outcomes):
+                at = position(message.offset, index)
+                outgoing += self.health_desk.on_outcome(outcome, at, now)
+            return outgoing
+        if isinstance(record, MerchantOutcome):
+            return self.health_desk.on_outcome(record, position(message.offset), now)
+        return []
 
     async def _fresh_merchant(self, merchant_id: str) -> None:
         """Read our own writes: a merchant approved a moment ago must not be refused."""
@@ -173,3 +184,7 @@ def _request_batch(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
 
 def _snapshot_batch(records: Sequence[AvroRecord]) -> FeatureSnapshotBatch:
     return FeatureSnapshotBatch(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])
+
+
+def _outcome_batch(records: Sequence[AvroRecord]) -> MerchantOutcomeBatch:
+    return MerchantOutcomeBatch(outcomes=[r for r in records if isinstance(r, MerchantOutcome)])

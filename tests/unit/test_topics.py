@@ -21,6 +21,8 @@ from events.risk_records import (
     FeatureSnapshotBatch,
     MerchantApplied,
     MerchantLimitsOverridden,
+    MerchantOutcome,
+    MerchantOutcomeBatch,
     MerchantRatingChanged,
     MerchantReviewed,
     ReviewDecision,
@@ -142,6 +144,7 @@ def test_topics_carry_the_records_their_consumers_expect():
         FeatureRequest,
         FeatureRelease,
     }
+    assert set(catalogue.risk_outcomes.records) == {MerchantOutcomeBatch, MerchantOutcome}
 
 
 def test_every_record_type_travels_on_some_topic():

@@ -35,6 +35,7 @@ from events.risk_records import (
     MerchantDecision,
     MerchantLimitsOverridden,
     MerchantOutcome,
+    MerchantOutcomeBatch,
     MerchantRatingChanged,
     MerchantReviewed,
     ReviewDecision,
@@ -375,6 +376,11 @@ def _feature_snapshot_batch() -> FeatureSnapshotBatch:
     return FeatureSnapshotBatch(snapshots=[_feature_snapshot(), labelled])
 
 
+def _merchant_outcome_batch() -> MerchantOutcomeBatch:
+    refund = dataclasses.replace(_merchant_outcome(), kinds=["refunds"], source_event_id="e-2")
+    return MerchantOutcomeBatch(outcomes=[_merchant_outcome(), refund])
+
+
 def _merchant_outcome() -> MerchantOutcome:
     return MerchantOutcome(
         merchant_id="shop-0042",
@@ -407,6 +413,7 @@ BUILDERS = {
     FeatureSnapshot: _feature_snapshot,
     FeatureRequestBatch: _feature_request_batch,
     FeatureSnapshotBatch: _feature_snapshot_batch,
+    MerchantOutcomeBatch: _merchant_outcome_batch,
     MerchantOutcome: _merchant_outcome,
 }
 
@@ -701,3 +708,20 @@ def test_bytes_left_after_a_complete_record_are_a_body_error(codec):
     message = codec.encode(_request_payment()) + b"junk"
     with pytest.raises(AvroBodyError, match="left over"):
         codec.decode(message)
+
+
+def test_a_decision_written_under_v1_reads_with_every_feature(manifest, codec):
+    """v1 kept every feature in one map of unions; v2 readers must still see all of them."""
+    (v1,) = [s for s in manifest.versions(RiskAssessed.subject) if s.version == 1]
+    record = _risk_assessed()
+    datum = {**record.to_avro(), "features": dict(record.features)}
+    del datum["feature_counts"], datum["feature_flags"]
+    decoded = codec.decode(frame(v1.schema_id, _avro_body(v1, datum)))
+    assert decoded == record
+
+
+def test_a_decision_travels_with_its_values_split_by_type(codec):
+    datum = _risk_assessed().to_avro()
+    assert datum["features"] == {"currency": "CNY", "merchant.rating": "B"}
+    assert datum["feature_flags"] == {"account.first_seen": True, "ip.present": False}
+    assert datum["feature_counts"]["user.amount_vs_usual_pct"] == 600
