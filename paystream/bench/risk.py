@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import statistics
 import time
@@ -25,7 +26,12 @@ from events.client import PaymentsClient
 from events.identity import payment_id_for
 from events.records import PaymentAccepted, RequestPayment, utc_now
 from events.risk_client import RiskClient
-from events.risk_records import FeatureValues, RiskAssessed
+from events.risk_records import (
+    FeatureRequestBatch,
+    FeatureSnapshotBatch,
+    FeatureValues,
+    RiskAssessed,
+)
 from events.schema_store import ManifestSchemas
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
@@ -53,6 +59,9 @@ class Latency:
     decided_per_second: float
     p50_ms: float
     p99_ms: float
+    # p99 of each hop (ms): accepted to requests sent, requests to snapshots, snapshots to
+    # decision, from the log timestamps of the bundles that carried each payment.
+    hop_p99_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _orders(count: int, seed: int) -> list[RequestPayment]:
@@ -122,8 +131,9 @@ async def _publish_paced(
 
 async def _latencies(
     bootstrap: str, topic: str, payment_ids: set[str], timeout: float
-) -> tuple[list[float], float]:
-    """Added latency per payment (ms) and the decisions' span (s), read from the log."""
+) -> tuple[list[float], float, tuple[dict[str, int], dict[str, int]]]:
+    """Added latency per payment (ms), the decisions' span (s), and when each payment was
+    accepted and decided (log timestamps), read from the log."""
     codec = EventCodec(ManifestSchemas())
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
@@ -141,7 +151,8 @@ async def _latencies(
     if len(wanted) < len(payment_ids):
         raise TimeoutError(f"only {len(wanted)} of {len(payment_ids)} payments decided")
     span = (max(decided_at[p] for p in wanted) - min(decided_at[p] for p in wanted)) / 1000
-    return [float(decided_at[p] - accepted_at[p]) for p in wanted], span
+    added = [float(decided_at[p] - accepted_at[p]) for p in wanted]
+    return added, span, (accepted_at, decided_at)
 
 
 def _note(
@@ -158,6 +169,39 @@ def _note(
         decided_at.setdefault(message.key.decode(), message.timestamp)
 
 
+async def _bundle_times(bootstrap: str, topic: str, payment_ids: set[str]) -> dict[str, int]:
+    """When the last bundle carrying each payment (requests or snapshots) reached ``topic``."""
+    codec = EventCodec(ManifestSchemas())
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    times: dict[str, int] = {}
+    try:
+        while batch := await consumer.getmany(timeout_ms=1000):
+            for message in (m for messages in batch.values() for m in messages):
+                for payment_id in _bundled_payments(codec.decode(message.value)):
+                    if payment_id in payment_ids:
+                        times[payment_id] = max(times.get(payment_id, 0), message.timestamp)
+    finally:
+        await consumer.stop()
+    return times
+
+
+def _bundled_payments(record: object) -> list[str]:
+    if isinstance(record, FeatureRequestBatch):
+        return [request.payment_id for request in record.requests]
+    if isinstance(record, FeatureSnapshotBatch):
+        return [snapshot.payment_id for snapshot in record.snapshots]
+    return []
+
+
+def _hop_p99(stamps: list[dict[str, int]], payment_ids: set[str]) -> tuple[float, float, float]:
+    hops = []
+    for earlier, later in itertools.pairwise(stamps):
+        known = [p for p in payment_ids if p in earlier and p in later]
+        hops.append(_percentile([float(later[p] - earlier[p]) for p in known], 0.99))
+    return hops[0], hops[1], hops[2]
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -171,12 +215,16 @@ async def _measure(
     publishing = asyncio.create_task(
         _publish_paced(environment.bootstrap, catalogue.namespace, orders, rate)
     )
-    latencies, span = await _latencies(environment.bootstrap, catalogue.events.name, ids, 900)
-    await publishing
-    per_second = count / span if span > 0 else float("inf")
-    return Latency(
-        rate, count, per_second, statistics.median(latencies), _percentile(latencies, 0.99)
+    latencies, span, stamps = await _latencies(
+        environment.bootstrap, catalogue.events.name, ids, 900
     )
+    await publishing
+    requests = await _bundle_times(environment.bootstrap, catalogue.risk_features.name, ids)
+    snapshots = await _bundle_times(environment.bootstrap, catalogue.risk_snapshots.name, ids)
+    hops = _hop_p99([stamps[0], requests, snapshots, stamps[1]], ids)
+    per_second = count / span if span > 0 else float("inf")
+    p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
+    return Latency(rate, count, per_second, p50, p99, hops)
 
 
 def run_risk_bench(

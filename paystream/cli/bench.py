@@ -70,7 +70,8 @@ def risk(
     console.print(table)
     label = "one worker" if workers == 1 else f"{workers} workers"
     processor = Table(title=f"risk processor ({label}): added latency per payment")
-    for column in ("offered/s", "payments", "decided/s", "p50 ms", "p99 ms"):
+    columns = ("offered/s", "payments", "decided/s", "p50 ms", "p99 ms", "p99 by hop ms")
+    for column in columns:
         processor.add_column(column, justify="right")
     for run in latencies:
         processor.add_row(
@@ -79,5 +80,9 @@ def risk(
             f"{run.decided_per_second:,.0f}",
             f"{run.p50_ms:,.0f}",
             f"{run.p99_ms:,.0f}",
+            " / ".join(f"{hop:,.0f}" for hop in run.hop_p99_ms),
         )
     console.print(processor)
+    console.print(
+        "hops: accepted → requests sent / requests → snapshots sent / snapshots → decision"
+    )

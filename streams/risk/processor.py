@@ -3,10 +3,12 @@
 Three processors, each over topics keyed the way its store is:
 - ``risk-cases`` reads the payment log, the feature snapshots and the review commands (all keyed
   by payment id) and decides each payment;
-- ``risk-features`` reads the fanned-out feature requests (keyed by dimension value) and keeps
-  the velocity state of every user, device, IP, account and merchant;
+- ``risk-features`` reads the fanned-out feature requests (partitioned by dimension value) and
+  keeps the velocity state of every user, device, IP, account and merchant;
 - ``risk-health`` reads outcomes regrouped by merchant and raises alerts and rating changes.
 Merchant profiles and the live rule set are read whole by every worker (``BroadcastReader``).
+The many small internal records (five feature requests and five snapshots per payment, an
+outcome per decision) travel bundled: one record per destination partition and flush.
 """
 
 from __future__ import annotations
