@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -15,26 +13,10 @@ from events.schema_store import ManifestSchemas
 from events.wire import EventCodec
 from streams.engine.bundles import Bundling
 from streams.engine.output import OutputBuffer
+from tests.unit.samples import feature_request, request_bundle
 
 pytestmark = pytest.mark.e2e
 CODEC = EventCodec(ManifestSchemas())
-
-
-def _request(number: int) -> FeatureRequest:
-    return FeatureRequest(
-        payment_id=f"p-{number}",
-        dimension="user",
-        value=f"u{number}",
-        at_ms=1_714_566_645_000 + number,
-        amount_minor=100 + number,
-        currency="CNY",
-        business_date="2024-05-01",
-        partners={},
-    )
-
-
-def _wrap(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
-    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
 
 
 async def _read_all(bootstrap: str, topic: str, partitions: int) -> dict[int, list[AvroRecord]]:
@@ -59,8 +41,10 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
     topic = catalogue_factory().risk_features
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
-    buffer = OutputBuffer(producer, CODEC.encode, [Bundling(FeatureRequest, _wrap, limit=4)])
-    requests = [_request(n) for n in range(30)]
+    buffer = OutputBuffer(
+        producer, CODEC.encode, [Bundling(FeatureRequest, request_bundle, limit=4)]
+    )
+    requests = [feature_request(n) for n in range(30)]
     release = FeatureRelease(
         payment_id="p-5",
         dimension="user",

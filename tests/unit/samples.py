@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from events.identity import derived_id
-from events.records import PaymentAccepted, PaymentMethod, RequestPayment
+from events.records import AvroRecord, PaymentAccepted, PaymentMethod, RequestPayment
 from events.risk_records import (
+    FeatureRequest,
+    FeatureRequestBatch,
     MerchantApplied,
     MerchantDecision,
     MerchantLimitsOverridden,
@@ -111,3 +114,22 @@ def merchant_rating_changed(
         reason="quarterly review",
         source="risk:zhang.min",
     )
+
+
+def feature_request(number: int) -> FeatureRequest:
+    """Payment ``p-<number>`` counted under the user ``u<number>``."""
+    return FeatureRequest(
+        payment_id=f"p-{number}",
+        dimension="user",
+        value=f"u{number}",
+        at_ms=1_714_566_645_000 + number,
+        amount_minor=100 + number,
+        currency="CNY",
+        business_date="2024-05-01",
+        partners={},
+    )
+
+
+def request_bundle(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
+    """The bundle wrapper of feature requests, as a ``Bundling`` takes it."""
+    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])

@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from events.records import AvroRecord
-from events.risk_records import FeatureRequest, FeatureRequestBatch
+from events.risk_records import FeatureRequest
 from streams.engine.bundles import MAX_BUNDLE, Bundling, position
-
-
-def _request(number: int) -> FeatureRequest:
-    return FeatureRequest(
-        payment_id=f"p-{number}",
-        dimension="user",
-        value=f"u{number}",
-        at_ms=1_714_566_645_000,
-        amount_minor=100,
-        currency="CNY",
-        business_date="2024-05-01",
-        partners={},
-    )
-
-
-def _wrap(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
-    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
+from tests.unit.samples import feature_request, request_bundle
 
 
 def test_records_are_wrapped_in_order_at_most_limit_at_a_time():
-    requests = [_request(n) for n in range(7)]
-    bundles = Bundling(FeatureRequest, _wrap, limit=3).bundles(requests)
-    assert (
-        [b.requests for b in bundles]
-        == [  # type: ignore[attr-defined]
-            requests[0:3],
-            requests[3:6],
-            requests[6:7],
-        ]
-    )
+    requests = [feature_request(n) for n in range(7)]
+    bundles = Bundling(FeatureRequest, request_bundle, limit=3).bundles(requests)
+    wrapped = [b.requests for b in bundles]  # type: ignore[attr-defined]
+    assert wrapped == [requests[0:3], requests[3:6], requests[6:7]]
 
 
 @pytest.mark.parametrize("limit", [0, MAX_BUNDLE + 1])
 def test_a_limit_positions_cannot_number_is_refused(limit):
     with pytest.raises(ValueError, match="a bundle holds"):
-        Bundling(FeatureRequest, _wrap, limit=limit)
+        Bundling(FeatureRequest, request_bundle, limit=limit)
 
 
 def test_positions_grow_with_the_offset_then_the_index():
