@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiokafka.structs import RecordMetadata
 
-from events.identity import idempotency_scope, payment_id_for
+from events.identity import payment_id_for
 from events.money import Money
 from events.publisher import Publisher
 from events.records import PaymentMethod, RequestPayment, utc_now
@@ -106,10 +106,18 @@ class PaymentsClient(Publisher):
         ]
 
     async def _send(self, command: RequestPayment) -> asyncio.Future[RecordMetadata]:
-        if not command.idempotency_key:
-            raise MissingIdempotencyKey(f"command {command.command_id} has no idempotency key")
-        key = idempotency_scope(command.merchant_id, command.idempotency_key)
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            self.topics.commands.name, value=self._codec.encode(command), key=key.encode()
+            self.topics.commands.name, value=self._codec.encode(command), key=command_key(command)
         )
         return future
+
+
+def command_key(command: RequestPayment) -> bytes:
+    """The Kafka key of ``command`` on the commands topic: its payment id.
+
+    Every repeat of a command lands in the partition that remembers its idempotency key, and
+    in the partition of the payment log that carries its payment's story.
+    """
+    if not command.idempotency_key:
+        raise MissingIdempotencyKey(f"command {command.command_id} has no idempotency key")
+    return payment_id_for(command.merchant_id, command.idempotency_key).encode()

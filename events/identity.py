@@ -13,7 +13,7 @@ PAYMENT_NAMESPACE = uuid.UUID("6f1c52a4-0b7e-5d2a-9a43-3c1f8e5d2b10")
 
 
 def idempotency_scope(merchant_id: str, idempotency_key: str) -> str:
-    """The key under which a command is deduplicated, and its Kafka key on the commands topic."""
+    """The key under which a command is deduplicated (its payment id is derived from it)."""
     return f"{merchant_id}/{idempotency_key}"
 
 

@@ -82,8 +82,9 @@ class TopicCatalogue:
             partitions=partitions,
             retention_ms=7 * DAY_MS,
             cleanup_policy=CleanupPolicy.DELETE,
-            key="'<merchant_id>/<idempotency_key>' (UTF-8): every repeat of a command lands in "
-            "the partition that remembers the key",
+            key="payment_id (UTF-8 UUID text): UUIDv5 of '<merchant_id>/<idempotency_key>' "
+            "(events.identity.payment_id_for), co-partitioned with the payment log, so every "
+            "repeat of a command lands in the partition that remembers its key",
             records=(RequestPayment,),
             purpose="Payment commands from producer clients (PaymentsClient, other languages).",
             ordering="Per idempotency key.",

@@ -22,7 +22,6 @@ from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
-from streams.app import intake_spec
 from streams.engine.processor import Connection, StreamProcessor
 from streams.risk.processor import RiskProcessors
 
@@ -75,9 +74,7 @@ async def _run(
         await (await connection.producer.send(connection.dead_letters, value, key=message.key))
 
     risk = RiskProcessors(catalogue, settings, connection.codec, connection.bootstrap, undecodable)
-    tasks = [
-        asyncio.create_task(StreamProcessor(intake_spec(catalogue, settings), connection).run())
-    ]
+    tasks: list[asyncio.Task[None]] = []
     try:
         # The risk stages decide on merchants and rules: they start once those are read.
         await risk.reader.start()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from events.admin import create_missing_topics, delete_topics, ensure_topics
-from events.identity import idempotency_scope
+from events.client import command_key
 from events.records import CommandDeduplicated, PaymentAccepted, PaymentRejected, utc_now
 from events.schema_store import ManifestSchemas
 from events.topics import TopicCatalogue
@@ -56,8 +56,9 @@ async def load_commands(bootstrap: str, topic: str, count: int) -> None:
         futures = []
         for index in range(count):
             command = valid_order(rng, index, now)
-            key = idempotency_scope(command.merchant_id, command.idempotency_key).encode()
-            futures.append(await producer.send(topic, codec.encode(command), key=key))
+            futures.append(
+                await producer.send(topic, codec.encode(command), key=command_key(command))
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -14,3 +14,5 @@ class Outgoing:
     topic: str
     key: bytes
     record: AvroRecord
+    # The record's encoding when the handler needed it already: it is not encoded twice.
+    encoded: bytes | None = None

@@ -174,7 +174,10 @@ class StreamProcessor:
     async def send(self, outgoing: Sequence[Outgoing]) -> None:
         """Queue ``outgoing`` for the next flush; the commit after it waits for their acks."""
         for out in outgoing:
-            await self._output.add_record(out.topic, out.key, out.record)
+            if out.encoded is None:
+                await self._output.add_record(out.topic, out.key, out.record)
+            else:
+                await self._output.add(out.topic, out.key, out.encoded)
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,6 +46,8 @@ class BroadcastReader:
         self._apply = apply
         self._undecodable = undecodable
         self._positions: dict[TopicPartition, int] = {}
+        # Wall-clock ms at which the newest completed catch-up looked up the topics' ends.
+        self._caught_up_ms = 0
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -65,7 +68,7 @@ class BroadcastReader:
                 await self.stop()
 
     async def _start_once(self) -> None:
-        self._positions = {}
+        self._positions, self._caught_up_ms = {}, 0
         # aiokafka binds its consumer to the running loop, so it is made here, not in __init__.
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
@@ -96,9 +99,17 @@ class BroadcastReader:
     async def caught_up(self, timeout: float = 30.0) -> None:
         """Wait until everything written to the topics before this call has been applied."""
         consumer = self._started()
+        began_ms = int(time.time() * 1000)
         ends = await consumer.end_offsets(list(consumer.assignment()))
         async with asyncio.timeout(timeout), self._progress:
             await self._progress.wait_for(lambda: self._reached(ends))
+        self._caught_up_ms = max(self._caught_up_ms, began_ms)
+
+    async def caught_up_with(self, written_ms: int, timeout: float = 30.0) -> None:
+        """Wait until everything written to the topics before ``written_ms`` (epoch ms) has
+        been applied; at once when a catch-up that began later has completed already."""
+        if written_ms >= self._caught_up_ms:
+            await self.caught_up(timeout)
 
     def _reached(self, ends: dict[TopicPartition, int]) -> bool:
         return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())

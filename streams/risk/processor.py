@@ -1,8 +1,10 @@
 """The risk processors: cases, feature store, merchant health.
 
 Three processors, each over topics keyed the way its store is:
-- ``risk-cases`` reads the payment log, the feature snapshots and the review commands (all keyed
-  by payment id) and decides each payment;
+- ``risk-cases`` reads the payment commands, the payment log, the feature snapshots and the
+  review commands (all keyed by payment id), validates each command (intake) and decides each
+  accepted payment. Intake runs here rather than a hop upstream: a payment's acceptance, its
+  case and its fan-out to the feature store leave in one flush;
 - ``risk-features`` reads the fanned-out feature requests (partitioned by dimension value) and
   keeps the velocity state of every user, device, IP, account and merchant;
 - ``risk-health`` reads outcomes regrouped by merchant and raises alerts and rating changes.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiokafka.structs import ConsumerRecord
@@ -24,6 +27,7 @@ from events.records import (
     CommandDeduplicated,
     PaymentAccepted,
     PaymentRejected,
+    RequestPayment,
     utc_now,
 )
 from events.risk_records import (
@@ -39,26 +43,35 @@ from events.risk_records import (
     RiskHoldResolved,
 )
 from events.topics import TopicCatalogue
-from events.wire import EventCodec
+from events.wire import EventCodec, UnexpectedRecordType
 from paystream.config import PaystreamSettings
 from streams.engine.bundles import Bundling, position
 from streams.engine.outgoing import Outgoing
 from streams.engine.processor import ProcessorSpec
 from streams.engine.store import StateStore
+from streams.intake import PaymentIntake
 from streams.risk.aftercare import HealthDesk, HealthEntries
 from streams.risk.assessment import epoch_ms
 from streams.risk.broadcast import BroadcastReader, Undecodable
 from streams.risk.cases import CaseDesk, NoOpenHold
 from streams.risk.feature_store import FeatureDesk, FeatureEntries
 from streams.risk.state import RiskState
+from streams.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
 
 CASES, FEATURES, HEALTH = "risk-cases", "risk-features", "risk-health"
-# Payment-log records no risk desk reads: the desks' own decisions (regrouped when made),
-# and those of the stages before risk other than acceptance.
+# Payment-log records no risk desk reads: the processor's own intake outcomes and decisions
+# (acted on, and regrouped, when made).
 PASSED_OVER = frozenset(
-    cls.subject for cls in (RiskAssessed, RiskHoldResolved, PaymentRejected, CommandDeduplicated)
+    cls.subject
+    for cls in (
+        PaymentAccepted,
+        PaymentRejected,
+        CommandDeduplicated,
+        RiskAssessed,
+        RiskHoldResolved,
+    )
 )
 TIMER_INTERVAL = 0.25
 
@@ -83,6 +96,9 @@ class RiskProcessors:
             self.state.apply,
             undecodable,
         )
+        self.seen_keys = StateStore(catalogue.intake_keys)
+        self.intake = PaymentIntake(ValidationPolicy.from_settings(settings), self.seen_keys)
+        self.codec = codec
         self.cases = StateStore(catalogue.risk_cases)
         self.features = StateStore(catalogue.risk_feature_state, FeatureEntries())
         self.health = StateStore(catalogue.risk_health, HealthEntries())
@@ -97,9 +113,9 @@ class RiskProcessors:
         topics = self.topics
         cases = ProcessorSpec(
             CASES,
-            (topics.events, topics.risk_snapshots, topics.reviews),
+            (topics.commands, topics.events, topics.risk_snapshots, topics.reviews),
             self._on_case_input,
-            stores=(self.cases,),
+            stores=(self.seen_keys, self.cases),
             passed_over=PASSED_OVER,
             refusals=(NoOpenHold,),
             on_assigned=lambda _partitions: self.case_desk.reindex(),
@@ -123,9 +139,8 @@ class RiskProcessors:
 
     async def _on_case_input(self, message: ConsumerRecord, record: AvroRecord) -> list[Outgoing]:
         now = utc_now()
-        if isinstance(record, PaymentAccepted):
-            await self._fresh_merchant(record.merchant_id)
-            outgoing = self.case_desk.on_accepted(record, message.partition, now, message.value)
+        if message.topic == self.topics.commands.name:
+            outgoing = await self._on_command(record, message, now)
         elif isinstance(record, FeatureSnapshotBatch):
             outgoing = []
             for snapshot in record.snapshots:
@@ -139,6 +154,22 @@ class RiskProcessors:
         for key in self.case_desk.purge(message.partition, epoch_ms(now)):
             self.cases.pop(key, None)
         return outgoing
+
+    async def _on_command(
+        self, command: AvroRecord, message: ConsumerRecord, now: datetime
+    ) -> list[Outgoing]:
+        """Validate the command; an accepted payment's case opens in the same step."""
+        if not isinstance(command, RequestPayment):
+            raise UnexpectedRecordType(f"{command.subject} is not a payment command")
+        outcome = self.intake.handle(command, now)
+        # Encoded once: the same bytes go to the payment log and into the case.
+        encoded = self.codec.encode(outcome)
+        logged = Outgoing(self.topics.events.name, outcome.payment_id.encode(), outcome, encoded)
+        if not isinstance(outcome, PaymentAccepted):
+            return [logged]
+        await self._fresh_merchant(outcome.merchant_id, message.timestamp)
+        opened = self.case_desk.on_accepted(outcome, message.partition, now, encoded)
+        return [logged, *opened]
 
     async def _on_feature_input(
         self, message: ConsumerRecord, record: AvroRecord
@@ -166,12 +197,13 @@ class RiskProcessors:
             return self.health_desk.on_outcome(record, position(message.offset), now)
         return []
 
-    async def _fresh_merchant(self, merchant_id: str) -> None:
-        """Read our own writes: a merchant approved a moment ago must not be refused."""
+    async def _fresh_merchant(self, merchant_id: str, written_ms: int) -> None:
+        """Read our own writes: a merchant approved before the command was written must not be
+        refused. One catch-up covers every command written before it began."""
         profile = self.state.merchant(merchant_id)
         if profile is None or not profile.may_take_payments:
             try:
-                await self.reader.caught_up(timeout=5.0)
+                await self.reader.caught_up_with(written_ms, timeout=5.0)
             except TimeoutError:
                 # Decide on what is known: an unknown merchant is refused, never let through.
                 log.warning("merchant topics not caught up in 5 s; deciding %s", merchant_id)
