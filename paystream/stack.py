@@ -62,6 +62,19 @@ class ChildProcess:
         """True while the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user and system) the process has used so far; None where the system does
+        not tell (no /proc) or the process is not running."""
+        if self._process is None or not self.running:
+            return None
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime and stime, fields 14 and 15 of stat(5), counted after the ")" of the name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to flush or commit anything."""
         if self._process is not None and self.running:

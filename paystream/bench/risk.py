@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from events.admin import delete_topics, ensure_topics
@@ -38,7 +39,7 @@ from events.wire import EventCodec
 from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.stack import StackEnvironment, running_workers
+from paystream.stack import ChildProcess, StackEnvironment, running_workers
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import redecide
 from streams.risk.feature_store import FeatureDesk
@@ -62,6 +63,8 @@ class Latency:
     # p99 of each hop (ms): accepted to requests sent, requests to snapshots, snapshots to
     # decision, from the log timestamps of the bundles that carried each payment.
     hop_p99_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # CPU the worker processes used per payment while this rate ran (None: not measurable).
+    worker_cpu_ms: float | None = None
 
 
 def _orders(count: int, seed: int) -> list[RequestPayment]:
@@ -119,26 +122,52 @@ async def _onboard(bootstrap: str, namespace: str) -> None:
 async def _publish_paced(
     bootstrap: str, topic: str, orders: list[RequestPayment], rate: int
 ) -> None:
-    """Publish ``orders`` at ``rate`` per second, encoded beforehand: the bench shares the
-    machine with the worker, and its own encoding is not what is measured."""
+    """Publish ``orders`` at ``rate`` per second as ready-made batches.
+
+    The publishers of a real deployment run elsewhere; here the bench shares two cores with the
+    worker, so everything it can do beforehand (encoding, choosing partitions) is done before
+    the clock starts, and each 10 ms chunk goes as one batch per partition.
+    """
     codec = EventCodec(ManifestSchemas())
-    messages = [(command_key(order), codec.encode(order)) for order in orders]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        # Small chunks every 10 ms at most: bursts would measure queueing, not the processor.
-        chunk, began, stored = max(1, rate // 100), time.monotonic(), []
-        for index in range(0, len(messages), chunk):
-            for key, value in messages[index : index + chunk]:
-                stored.append(await producer.send(topic, value, key=key))
-            ahead = began + (index + chunk) / rate - time.monotonic()
+        size = max(1, rate // 100)
+        chunks = await _chunks(producer, topic, codec, orders, size)
+        began, stored = time.monotonic(), []
+        for number, chunk in enumerate(chunks):
+            for partition, pairs in chunk.items():
+                batch = producer.create_batch()
+                for key, value in pairs:
+                    batch.append(key=key, value=value, timestamp=None)
+                stored.append(await producer.send_batch(batch, topic, partition=partition))
+            ahead = began + (number + 1) * size / rate - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
         await asyncio.gather(*stored)
     finally:
         await producer.stop()
+
+
+async def _chunks(
+    producer: AIOKafkaProducer,
+    topic: str,
+    codec: EventCodec,
+    orders: list[RequestPayment],
+    size: int,
+) -> list[dict[int, list[tuple[bytes, bytes]]]]:
+    """``orders`` encoded, ``size`` at a time, grouped by the partition their key hashes to."""
+    partitions = sorted(await producer.partitions_for(topic))
+    choose = DefaultPartitioner()
+    chunks = []
+    for start in range(0, len(orders), size):
+        chunk: dict[int, list[tuple[bytes, bytes]]] = {}
+        for order in orders[start : start + size]:
+            key = command_key(order)
+            partition = choose(key, partitions, partitions)
+            chunk.setdefault(partition, []).append((key, codec.encode(order)))
+        chunks.append(chunk)
+    return chunks
 
 
 async def _latencies(
@@ -238,6 +267,23 @@ async def _measure(
     return Latency(rate, count, per_second, p50, p99, hops)
 
 
+def _measure_with_cpu(
+    workers: list[ChildProcess],
+    environment: StackEnvironment,
+    catalogue: TopicCatalogue,
+    rate: int,
+    count: int,
+) -> Latency:
+    """``_measure`` at ``rate``, with the CPU the workers spent per payment meanwhile."""
+    before = [worker.cpu_seconds for worker in workers]
+    latency = asyncio.run(_measure(environment, catalogue, rate, count, seed=rate))
+    after = [worker.cpu_seconds for worker in workers]
+    if None in before or None in after:
+        return latency
+    spent = sum(a for a in after if a is not None) - sum(b for b in before if b is not None)
+    return replace(latency, worker_cpu_ms=spent * 1000 / count)
+
+
 def run_risk_bench(
     settings: PaystreamSettings, bootstrap: str, count: int, rates: list[int], workers: int = 1
 ) -> tuple[list[Rate], list[Latency]]:
@@ -256,11 +302,10 @@ def run_risk_bench(
         asyncio.run(load_commands(bootstrap, relayed.commands.name, count))
         relay = asyncio.run(relay_rate(bootstrap, relayed, count))
         asyncio.run(_onboard(bootstrap, namespace))
-        with running_workers(environment, settings.home / "logs", "bench-risk", workers):
+        with running_workers(environment, settings.home / "logs", "bench-risk", workers) as running:
             asyncio.run(_measure(environment, catalogue, 50, 200, seed=99))  # warm-up
             latencies = [
-                asyncio.run(_measure(environment, catalogue, rate, count, seed=rate))
-                for rate in rates
+                _measure_with_cpu(running, environment, catalogue, rate, count) for rate in rates
             ]
         return [relay, engine], latencies
     finally:

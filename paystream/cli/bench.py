@@ -70,7 +70,15 @@ def risk(
     console.print(table)
     label = "one worker" if workers == 1 else f"{workers} workers"
     processor = Table(title=f"risk processor ({label}): added latency per payment")
-    columns = ("offered/s", "payments", "decided/s", "p50 ms", "p99 ms", "p99 by hop ms")
+    columns = (
+        "offered/s",
+        "payments",
+        "decided/s",
+        "p50 ms",
+        "p99 ms",
+        "p99 by hop ms",
+        "worker CPU ms/payment",
+    )
     for column in columns:
         processor.add_column(column, justify="right")
     for run in latencies:
@@ -81,6 +89,7 @@ def risk(
             f"{run.p50_ms:,.0f}",
             f"{run.p99_ms:,.0f}",
             " / ".join(f"{hop:,.0f}" for hop in run.hop_p99_ms),
+            "n/a" if run.worker_cpu_ms is None else f"{run.worker_cpu_ms:.2f}",
         )
     console.print(processor)
     console.print(
