@@ -1,8 +1,10 @@
-"""``paystream bench pipeline``: the intake processor against a bare relay on the same broker.
+"""``paystream bench pipeline``: the worker's intake against a bare relay on the same broker.
 
-Both runs read the same pre-loaded commands and write one message per command. Each rate is
-taken from the output records' timestamps (first to last), so start-up and group joins are
-left out of both alike.
+Both runs read the same pre-loaded commands and write one message per command to the payment
+log. Intake runs inside the risk-cases processor, so the worker also opens a risk case (and
+sends its feature requests) for every accepted payment: that work is part of the figure. Each
+rate is taken from the output records' timestamps (first to last), so start-up and group joins
+are left out of both alike.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def run_pipeline_bench(
                 output_span(bootstrap, catalogue.events.name, count, 900, INTAKE_OUTPUTS)
             )
         label = "worker" if workers == 1 else f"{workers} workers"
-        processor = Rate(f"intake processor ({label})", count, span)
+        processor = Rate(f"intake in risk-cases ({label}, cases opened)", count, span)
         return [relay, processor, intake_logic_rate(count)]
     finally:
         topics = [spec.name for spec in catalogue.all()] + [f"{namespace}.relay-out"]

@@ -21,7 +21,7 @@ def pipeline(
     messages: Annotated[int, typer.Option(help="Commands to push through each run.")] = 30_000,
     workers: Annotated[int, typer.Option(help="Intake worker processes sharing the work.")] = 1,
 ) -> None:
-    """Bare aiokafka relay vs the intake processor on one broker: messages/s and their ratio."""
+    """Bare aiokafka relay vs the worker's intake on one broker: messages/s and their ratio."""
     from paystream.bench.pipeline import run_pipeline_bench
 
     settings = PaystreamSettings()
@@ -40,7 +40,7 @@ def pipeline(
         )
     console.print(table)
     relay, processor = rates[0], rates[1]
-    console.print(f"intake processor / bare relay = {processor.per_second / relay.per_second:.3f}")
+    console.print(f"intake / bare relay = {processor.per_second / relay.per_second:.3f}")
 
 
 @bench_app.command("risk")
