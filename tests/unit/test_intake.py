@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from events.client import MissingIdempotencyKey, command_key
 from events.identity import payment_id_for
 from events.records import (
     CommandDeduplicated,
@@ -187,3 +188,17 @@ def test_different_keys_at_one_merchant_are_independent_payments(intake):
     second = intake.handle(retry_of(make_command(), idempotency_key="order-0000043-ffee0011"), T0)
     assert isinstance(second, PaymentAccepted)
     assert first.payment_id != second.payment_id
+
+
+def test_a_command_is_keyed_by_its_payment_id_so_it_meets_its_payment_log_partition():
+    command = make_command()
+    retry = make_command(command_id=RETRY_ID, issued_at=T0 + timedelta(seconds=30))
+    expected = payment_id_for(command.merchant_id, command.idempotency_key).encode()
+    assert command_key(command) == command_key(retry) == expected
+    other_merchant = make_command(merchant_id=command.merchant_id + "-b")
+    assert command_key(other_merchant) != expected
+
+
+def test_a_command_without_an_idempotency_key_cannot_be_keyed():
+    with pytest.raises(MissingIdempotencyKey):
+        command_key(make_command(idempotency_key=""))
