@@ -40,6 +40,7 @@ from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
 from paystream.stack import ChildProcess, StackEnvironment, running_workers
+from streams.engine.output import OutputBuffer
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import redecide
 from streams.risk.feature_store import FeatureDesk
@@ -126,7 +127,8 @@ async def _publish_paced(
 
     The publishers of a real deployment run elsewhere; here the bench shares two cores with the
     worker, so everything it can do beforehand (encoding, choosing partitions) is done before
-    the clock starts, and each 10 ms chunk goes as one batch per partition.
+    the clock starts, and each 10 ms chunk goes through the engine's ``OutputBuffer``: one
+    batch per partition.
     """
     codec = EventCodec(ManifestSchemas())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -134,13 +136,11 @@ async def _publish_paced(
     try:
         size = max(1, rate // 100)
         chunks = await _chunks(producer, topic, codec, orders, size)
-        began, stored = time.monotonic(), []
+        output, began, stored = OutputBuffer(producer, codec.encode), time.monotonic(), []
         for number, chunk in enumerate(chunks):
-            for partition, pairs in chunk.items():
-                batch = producer.create_batch()
-                for key, value in pairs:
-                    batch.append(key=key, value=value, timestamp=None)
-                stored.append(await producer.send_batch(batch, topic, partition=partition))
+            for partition, key, value in chunk:
+                await output.add(topic, key, value, partition)
+            stored += await output.flush()
             ahead = began + (number + 1) * size / rate - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
@@ -155,19 +155,13 @@ async def _chunks(
     codec: EventCodec,
     orders: list[RequestPayment],
     size: int,
-) -> list[dict[int, list[tuple[bytes, bytes]]]]:
-    """``orders`` encoded, ``size`` at a time, grouped by the partition their key hashes to."""
+) -> list[list[tuple[int, bytes, bytes]]]:
+    """``orders`` encoded, ``size`` at a time, each with the partition its key hashes to."""
     partitions = sorted(await producer.partitions_for(topic))
     choose = DefaultPartitioner()
-    chunks = []
-    for start in range(0, len(orders), size):
-        chunk: dict[int, list[tuple[bytes, bytes]]] = {}
-        for order in orders[start : start + size]:
-            key = command_key(order)
-            partition = choose(key, partitions, partitions)
-            chunk.setdefault(partition, []).append((key, codec.encode(order)))
-        chunks.append(chunk)
-    return chunks
+    encoded = [(command_key(order), codec.encode(order)) for order in orders]
+    placed = [(choose(key, partitions, partitions), key, value) for key, value in encoded]
+    return [placed[start : start + size] for start in range(0, len(placed), size)]
 
 
 async def _latencies(
