@@ -63,6 +63,8 @@ class AvroRecord:
     subject: ClassVar[str]
     # Schema fields the class does not have: its to_avro/from_avro derive them from its own.
     folded_fields: ClassVar[tuple[str, ...]] = ()
+    # The schema's fields when the class's own are written in another shape altogether.
+    wire_fields: ClassVar[tuple[str, ...] | None] = None
 
     def to_avro(self) -> dict[str, Any]:
         """The record as the dict fastavro writes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from events.feature_tables import FeatureSnapshotTable
 from events.records import (
     AvroRecord,
     ChargebackReceived,
@@ -186,7 +187,7 @@ class TopicCatalogue:
             cleanup_policy=CleanupPolicy.DELETE,
             key="payment_id (UTF-8 UUID text), co-partitioned with the payment log; a batch "
             "has no key and sits in the partition all its payments' ids hash to",
-            records=(FeatureSnapshotBatch, FeatureSnapshot),
+            records=(FeatureSnapshotTable, FeatureSnapshotBatch, FeatureSnapshot),
             purpose="Internal: each dimension's features of a payment, back to its partition.",
             ordering="Per payment.",
         )

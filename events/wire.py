@@ -121,7 +121,12 @@ class EventCodec:
             raise AvroBodyError(
                 f"{len(body) - buffer.tell()} bytes left over after a {writer.subject} record"
             )
-        return RECORD_TYPES[reader.subject].from_avro(datum)
+        try:
+            return RECORD_TYPES[reader.subject].from_avro(datum)
+        except (ValueError, KeyError, TypeError) as error:
+            # Well-formed Avro that breaks the record's own rules (a table row that does not
+            # fit its layout, say) is as undecodable as a corrupt body.
+            raise AvroBodyError(f"{writer.subject} body is not a valid record: {error}") from error
 
     def decode_as(self, message: bytes | None, expected: Iterable[type[R]]) -> R:
         """Decode and check the record is one of ``expected``; raises UnexpectedRecordType."""

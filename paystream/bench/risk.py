@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from events.admin import delete_topics, ensure_topics
 from events.client import command_key
+from events.feature_tables import FeatureSnapshotTable
 from events.identity import payment_id_for
 from events.records import PaymentAccepted, RequestPayment, utc_now
 from events.risk_client import RiskClient
@@ -224,7 +225,7 @@ async def _bundle_times(bootstrap: str, topic: str, payment_ids: set[str]) -> di
 def _bundled_payments(record: object) -> list[str]:
     if isinstance(record, FeatureRequestBatch):
         return [request.payment_id for request in record.requests]
-    if isinstance(record, FeatureSnapshotBatch):
+    if isinstance(record, FeatureSnapshotTable | FeatureSnapshotBatch):
         return [snapshot.payment_id for snapshot in record.snapshots]
     return []
 

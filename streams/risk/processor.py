@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiokafka.structs import ConsumerRecord
 
+from events.feature_tables import FeatureSnapshotTable
 from events.records import (
     AvroRecord,
     CommandDeduplicated,
@@ -130,7 +131,7 @@ class RiskProcessors:
             (topics.risk_features,),
             self._on_feature_input,
             stores=(self.features,),
-            bundles=(Bundling(FeatureSnapshot, _snapshot_batch),),
+            bundles=(Bundling(FeatureSnapshot, _snapshot_table),),
         )
         health = ProcessorSpec(
             HEALTH, (topics.risk_outcomes,), self._on_health_input, stores=(self.health,)
@@ -141,7 +142,7 @@ class RiskProcessors:
         now = utc_now()
         if message.topic == self.topics.commands.name:
             outgoing = await self._on_command(record, message, now)
-        elif isinstance(record, FeatureSnapshotBatch):
+        elif isinstance(record, FeatureSnapshotTable | FeatureSnapshotBatch):
             outgoing = []
             for snapshot in record.snapshots:
                 outgoing += self.case_desk.on_snapshot(snapshot, now)
@@ -216,8 +217,8 @@ def _request_batch(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
     return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
 
 
-def _snapshot_batch(records: Sequence[AvroRecord]) -> FeatureSnapshotBatch:
-    return FeatureSnapshotBatch(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])
+def _snapshot_table(records: Sequence[AvroRecord]) -> FeatureSnapshotTable:
+    return FeatureSnapshotTable(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])
 
 
 def _outcome_batch(records: Sequence[AvroRecord]) -> MerchantOutcomeBatch:

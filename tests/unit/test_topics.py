@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from events.feature_tables import FeatureSnapshotTable
 from events.record_types import RECORD_TYPES
 from events.records import (
     ChargebackReceived,
@@ -138,7 +139,11 @@ def test_topics_carry_the_records_their_consumers_expect():
     }
     assert catalogue.rulesets.records == (RuleSetPublished,)
     assert catalogue.reviews.records == (ReviewDecision,)
-    assert set(catalogue.risk_snapshots.records) == {FeatureSnapshotBatch, FeatureSnapshot}
+    assert set(catalogue.risk_snapshots.records) == {
+        FeatureSnapshotTable,
+        FeatureSnapshotBatch,
+        FeatureSnapshot,
+    }
     assert set(catalogue.risk_features.records) == {
         FeatureRequestBatch,
         FeatureRequest,

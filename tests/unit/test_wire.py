@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import fastavro
 import pytest
 
+from events.feature_tables import FeatureSnapshotTable
 from events.record_types import RECORD_TYPES
 from events.records import (
     AvroRecord,
@@ -376,6 +377,13 @@ def _feature_snapshot_batch() -> FeatureSnapshotBatch:
     return FeatureSnapshotBatch(snapshots=[_feature_snapshot(), labelled])
 
 
+def _feature_snapshot_table() -> FeatureSnapshotTable:
+    labelled = FeatureSnapshot(
+        payment_id=PAYMENT_ID, dimension="merchant", features={"tier": "gold", "present": True}
+    )
+    return FeatureSnapshotTable(snapshots=[_feature_snapshot(), labelled])
+
+
 def _merchant_outcome_batch() -> MerchantOutcomeBatch:
     refund = dataclasses.replace(_merchant_outcome(), kinds=["refunds"], source_event_id="e-2")
     return MerchantOutcomeBatch(outcomes=[_merchant_outcome(), refund])
@@ -413,6 +421,7 @@ BUILDERS = {
     FeatureSnapshot: _feature_snapshot,
     FeatureRequestBatch: _feature_request_batch,
     FeatureSnapshotBatch: _feature_snapshot_batch,
+    FeatureSnapshotTable: _feature_snapshot_table,
     MerchantOutcomeBatch: _merchant_outcome_batch,
     MerchantOutcome: _merchant_outcome,
 }
