@@ -42,11 +42,16 @@ def dead_letter_for(
 class ConsumedMessage(Protocol):
     """What a consumed record carries about where they came from."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 def dead_letter_for_message(

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
@@ -41,7 +41,7 @@ from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
 from paystream.stack import ChildProcess, StackEnvironment, running_workers
-from streams.engine.output import OutputBuffer
+from streams.engine.kafka import ProducerLink
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import redecide
 from streams.risk.feature_store import FeatureDesk
@@ -121,44 +121,37 @@ async def _onboard(bootstrap: str, namespace: str) -> None:
             await risk.review_merchant(merchant, "A", "bench", "ok")
 
 
-async def _publish_paced(
-    bootstrap: str, topic: str, orders: list[RequestPayment], rate: int
-) -> None:
+def _publish_paced(bootstrap: str, topic: str, orders: list[RequestPayment], rate: int) -> None:
     """Publish ``orders`` at ``rate`` per second as ready-made batches.
 
     The publishers of a real deployment run elsewhere; here the bench shares two cores with the
     worker, so everything it can do beforehand (encoding, choosing partitions) is done before
-    the clock starts, and each 10 ms chunk goes through the engine's ``OutputBuffer``: one
-    batch per partition.
+    the clock starts, and each 10 ms chunk is handed to the producer at once.
     """
     codec = EventCodec(ManifestSchemas())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        size = max(1, rate // 100)
-        chunks = await _chunks(producer, topic, codec, orders, size)
-        output, began, stored = OutputBuffer(producer, codec.encode), time.monotonic(), []
-        for number, chunk in enumerate(chunks):
-            for partition, key, value in chunk:
-                await output.add(topic, key, value, partition)
-            stored += await output.flush()
-            ahead = began + (number + 1) * size / rate - time.monotonic()
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-        await asyncio.gather(*stored)
-    finally:
-        await producer.stop()
+    producer = ProducerLink(bootstrap)
+    size = max(1, rate // 100)
+    chunks = _chunks(producer, topic, codec, orders, size)
+    began = time.monotonic()
+    for number, chunk in enumerate(chunks):
+        for partition, key, value in chunk:
+            producer.produce(topic, key, value, partition)
+        producer.serve()
+        ahead = began + (number + 1) * size / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    producer.settle()
 
 
-async def _chunks(
-    producer: AIOKafkaProducer,
+def _chunks(
+    producer: ProducerLink,
     topic: str,
     codec: EventCodec,
     orders: list[RequestPayment],
     size: int,
 ) -> list[list[tuple[int, bytes, bytes]]]:
     """``orders`` encoded, ``size`` at a time, each with the partition its key hashes to."""
-    partitions = sorted(await producer.partitions_for(topic))
+    partitions = producer.partitions_of(topic)
     choose = DefaultPartitioner()
     encoded = [(command_key(order), codec.encode(order)) for order in orders]
     placed = [(choose(key, partitions, partitions), key, value) for key, value in encoded]
@@ -248,7 +241,7 @@ async def _measure(
 ) -> Latency:
     orders = _orders(count, seed)
     ids = {payment_id_for(order.merchant_id, order.idempotency_key) for order in orders}
-    await _publish_paced(environment.bootstrap, catalogue.commands.name, orders, rate)
+    _publish_paced(environment.bootstrap, catalogue.commands.name, orders, rate)
     # Read once publishing is over: the times are the log's own, and a reader running alongside
     # would take the processor's CPU on a small machine.
     latencies, span, stamps = await _latencies(

@@ -7,29 +7,27 @@ consumed offsets are committed only after every record produced up to them was a
 A crash therefore replays input but never loses output, and the handlers recognise replays
 (offsets kept in their store entries, ids derived from their inputs).
 
-Rebalances: before partitions are taken away the processor finishes its batch and commits;
-when partitions arrive it restores their stores from the changelogs before reading them.
+A processor runs in its worker's one thread: ``poll`` handles what arrived, runs the timers
+that are due and commits when it is time. Rebalance callbacks come from inside ``poll``, between
+batches: before partitions are taken away the processor commits; when partitions arrive it
+restores their stores from the changelogs before reading them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from events.dead_letters import dead_letter_for_message
 from events.records import AvroRecord
 from events.topics import TopicSpec
 from events.wire import DecodeError, EventCodec
 from streams.engine.bundles import Bundling
+from streams.engine.kafka import Delivered, ProducerLink, group_consumer
 from streams.engine.offsets import OffsetWatch
 from streams.engine.outgoing import Outgoing
 from streams.engine.output import OutputBuffer
@@ -37,7 +35,7 @@ from streams.engine.store import StateStore, restore
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[ConsumerRecord, AvroRecord], Awaitable[list[Outgoing]]]
+Handler = Callable[[Delivered, AvroRecord], list[Outgoing]]
 Timer = Callable[[], list[Outgoing]]
 COMMIT_INTERVAL = 1.0
 MAX_BATCH = 1000
@@ -61,6 +59,44 @@ class ProcessorSpec:
     bundles: tuple[Bundling, ...] = ()
 
 
+def combined(name: str, stages: Sequence[ProcessorSpec]) -> ProcessorSpec:
+    """Several stages run as one processor: one consumer group over all of their inputs.
+
+    A worker then fetches, flushes and commits once per batch for every stage. Each message
+    goes to the stage that reads its topic; partition ``p`` of every input is still assigned
+    together, so each stage's inputs stay co-partitioned. Raises ValueError when two stages
+    read the same topic or one passes over a record type another stage reads.
+    """
+    stage_of = {topic.name: stage for stage in stages for topic in stage.inputs}
+    if len(stage_of) != sum(len(stage.inputs) for stage in stages):
+        raise ValueError(f"stages of {name} share an input topic")
+    passed_over = frozenset().union(*(stage.passed_over for stage in stages))
+    for stage in stages:
+        read = {cls.subject for topic in stage.inputs for cls in topic.records}
+        if read & (passed_over - stage.passed_over):
+            raise ValueError(f"{stage.name} reads records another stage of {name} passes over")
+
+    def handle(message: Delivered, record: AvroRecord) -> list[Outgoing]:
+        return stage_of[message.topic].handle(message, record)
+
+    def assigned(partitions: set[int]) -> None:
+        for stage in stages:
+            if stage.on_assigned is not None:
+                stage.on_assigned(partitions)
+
+    return ProcessorSpec(
+        name,
+        tuple(topic for stage in stages for topic in stage.inputs),
+        handle,
+        stores=tuple(store for stage in stages for store in stage.stores),
+        passed_over=passed_over,
+        refusals=tuple(refusal for stage in stages for refusal in stage.refusals),
+        on_assigned=assigned,
+        timers=tuple(timer for stage in stages for timer in stage.timers),
+        bundles=tuple(bundling for stage in stages for bundling in stage.bundles),
+    )
+
+
 @dataclass(frozen=True)
 class Connection:
     """What every processor of a worker shares: the cluster, the codec, the producer."""
@@ -68,18 +104,9 @@ class Connection:
     bootstrap: str
     namespace: str
     codec: EventCodec
-    producer: AIOKafkaProducer
+    producer: ProducerLink
     dead_letters: str
     session_timeout_ms: int = 10_000
-
-
-@dataclass
-class _Progress:
-    """Consumed positions and the produce acknowledgements they wait for."""
-
-    positions: dict[TopicPartition, int] = field(default_factory=dict)
-    pending: list[asyncio.Future[Any]] = field(default_factory=list)
-    committed: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class StreamProcessor:
@@ -89,166 +116,141 @@ class StreamProcessor:
         self.spec = spec
         self.connection = connection
         self.group_id = f"{connection.namespace}.{spec.name}"
-        self._lock = asyncio.Lock()
-        self._progress = _Progress()
+        self._positions: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
         self._held: set[int] = set()
-        self._failed_output = False
         self._watch = OffsetWatch(spec.name)
         self._output = OutputBuffer(connection.producer, connection.codec.encode, spec.bundles)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=connection.bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=connection.session_timeout_ms,
-            heartbeat_interval_ms=max(connection.session_timeout_ms // 5, 500),
-            partition_assignment_strategy=(RangePartitionAssignor,),
+        self._next_commit = time.monotonic() + COMMIT_INTERVAL
+        self._due = [time.monotonic() + seconds for seconds, _ in spec.timers]
+        self._consumer: Consumer = group_consumer(
+            connection.bootstrap, self.group_id, connection.session_timeout_ms
         )
 
-    async def run(self) -> None:
-        """Consume until cancelled; a clean stop commits what was processed. A failure of the
-        loop, the committer or a timer stops the processor with that error."""
+    def start(self) -> None:
+        """Join the group; partitions arrive (and their stores are restored) inside ``poll``."""
         names = [spec.name for spec in self.spec.inputs]
-        self._consumer.subscribe(names, listener=_Rebalance(self))
-        await self._consumer.start()
-        tasks = [
-            asyncio.create_task(self._consume()),
-            asyncio.create_task(self._commit_every(COMMIT_INTERVAL)),
-            *(asyncio.create_task(self._every(s, t)) for s, t in self.spec.timers),
-        ]
+        self._consumer.subscribe(names, on_assign=self._assigned, on_revoke=self._revoked)
+
+    def poll(self, timeout: float) -> int:
+        """Handle what arrives within ``timeout`` seconds (a batch at most), run the timers that
+        are due and commit when it is time; returns the number of messages handled."""
+        first = self._consumer.poll(timeout)
+        batch = [] if first is None else [first, *self._consumer.consume(MAX_BATCH - 1, 0)]
+        if batch:
+            self._process(batch)
+        self._run_timers()
+        if time.monotonic() >= self._next_commit:
+            self.commit()
+        self.connection.producer.serve()
+        return len(batch)
+
+    def stop(self) -> None:
+        """Commit what was processed and leave the group."""
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            self.commit()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._stop()
+            self._consumer.close()
 
-    async def _consume(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-            if batch:
-                async with self._lock:
-                    await self._process(batch)
-
-    async def _stop(self) -> None:
-        try:
-            await asyncio.shield(self._commit())
-        finally:
-            await self._consumer.stop()
-
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _process(self, batch: list[Message]) -> None:
         # Positions move only once the batch's changelog writes are handed to the producer, so
         # a commit never covers a message whose state change was not sent.
-        reached: dict[TopicPartition, int] = {}
-        for tp, messages in batch.items():
-            self._bind(tp.partition)
-            for message in messages:
-                self._watch.check(message)
-                await self._handle(message)
-                reached[tp] = message.offset + 1
+        reached: dict[tuple[str, int], int] = {}
+        bound: int | None = None
+        for raw in batch:
+            if _failed(raw):
+                continue
+            message = Delivered.of(raw)
+            if message.partition != bound:
+                self._bind(bound := message.partition)
+            self._watch.check(message)
+            self._handle(message)
+            reached[message.topic, message.partition] = message.offset + 1
         self._bind(None)
-        await self._send_changes()
-        await self._flush()
-        self._progress.positions.update(reached)
+        self._send_changes()
+        self._output.flush()
+        self._positions.update(reached)
 
     def _bind(self, partition: int | None) -> None:
         for store in self.spec.stores:
             store.bind(partition)
 
-    async def _handle(self, message: ConsumerRecord) -> None:
+    def _handle(self, message: Delivered) -> None:
         codec = self.connection.codec
         refused: tuple[type[Exception], ...] = (DecodeError, *self.spec.refusals)
         try:
             if self.spec.passed_over and codec.subject_of(message.value) in self.spec.passed_over:
                 return
-            outgoing = await self.spec.handle(message, codec.decode(message.value))
+            outgoing = self.spec.handle(message, codec.decode(message.value))
         except refused as error:
             letter = dead_letter_for_message(self.spec.name, message, error)
-            await self._send(self.connection.dead_letters, message.key, codec.encode(letter))
+            self._output.add(self.connection.dead_letters, message.key, codec.encode(letter))
             return
-        await self.send(outgoing)
+        self.send(outgoing)
 
-    async def send(self, outgoing: Sequence[Outgoing]) -> None:
+    def send(self, outgoing: Sequence[Outgoing]) -> None:
         """Queue ``outgoing`` for the next flush; the commit after it waits for their acks."""
         for out in outgoing:
             if out.encoded is None:
-                await self._output.add_record(out.topic, out.key, out.record)
+                self._output.add_record(out.topic, out.key, out.record)
             else:
-                await self._output.add(out.topic, out.key, out.encoded)
+                self._output.add(out.topic, out.key, out.encoded)
 
-    async def _send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> None:
-        await self._output.add(topic, key, value, partition)
-
-    async def _flush(self) -> None:
-        self._progress.pending += await self._output.flush()
-
-    async def _send_changes(self) -> None:
+    def _send_changes(self) -> None:
         for store in self.spec.stores:
             for change in store.take_changes():
-                await self._send(store.changelog.name, change.key, change.value, change.partition)
+                self._output.add(store.changelog.name, change.key, change.value, change.partition)
 
-    async def _commit_every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self._commit()
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for number, (seconds, timer) in enumerate(self.spec.timers):
+            if now < self._due[number]:
+                continue
+            self._due[number] = now + seconds
+            if self._held:
+                self.send(timer())
+                self._output.flush()
 
-    async def _commit(self) -> None:
-        """Wait for what was produced, then commit the positions it covers."""
-        if self._failed_output:
-            return  # never commit past an output the broker refused: the input is replayed
-        async with self._lock:
-            positions = dict(self._progress.positions)
-            pending, self._progress.pending = self._progress.pending, []
-        try:
-            await asyncio.gather(*pending)
-        except Exception:
-            self._failed_output = True
-            raise
-        if positions == self._progress.committed:
+    def commit(self) -> None:
+        """Wait for what was produced, then commit the positions it covers.
+
+        A record the broker refused stops the processor with DeliveryFailed before anything
+        past it is committed: the input is replayed by whoever takes the partitions next.
+        """
+        self._next_commit = time.monotonic() + COMMIT_INTERVAL
+        positions = dict(self._positions)
+        if positions == self._committed:
             return
+        self.connection.producer.settle()
+        offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in positions.items()]
         try:
-            await self._consumer.commit(positions)
-        except KafkaError as error:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
             # A rebalance is under way: the new owner replays from the last commit and the
             # handlers recognise the replay, so nothing is lost or counted twice.
             log.warning("%s: commit refused (%s); it will be replayed", self.spec.name, error)
             return
-        self._progress.committed = positions
+        self._committed = positions
 
-    async def _every(self, seconds: float, timer: Timer) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            if not self._held:
-                continue
-            async with self._lock:
-                await self.send(timer())
-                await self._flush()
-
-    async def revoked(self, partitions: set[TopicPartition]) -> None:
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions are about to leave: commit everything processed so far."""
-        await self._commit()
+        self.commit()
         for tp in partitions:
-            self._progress.positions.pop(tp, None)
-            self._progress.committed.pop(tp, None)
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._committed.pop((tp.topic, tp.partition), None)
         self._watch.forget()
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions arrived: restore their state before their first message is read."""
         numbers = {tp.partition for tp in partitions}
-        async with self._lock:
-            began, gone, new = time.monotonic(), self._held - numbers, numbers - self._held
-            restored = 0
-            for store in self.spec.stores:
-                store.drop(gone)
-                restored += await restore(self.connection.bootstrap, store, new)
-            self._held = numbers
-            if self.spec.on_assigned is not None:
-                self.spec.on_assigned(numbers)
+        began, gone, new = time.monotonic(), self._held - numbers, numbers - self._held
+        restored = 0
+        for store in self.spec.stores:
+            store.drop(gone)
+            restored += restore(self.connection.bootstrap, store, new)
+        self._held = numbers
+        if self.spec.on_assigned is not None:
+            self.spec.on_assigned(numbers)
         log.info(
             "%s: partitions %s, %d changelog records restored in %.2f s",
             self.spec.name,
@@ -258,14 +260,12 @@ class StreamProcessor:
         )
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands the consumer's rebalance callbacks to the processor."""
-
-    def __init__(self, processor: StreamProcessor) -> None:
-        self._processor = processor
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._processor.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._processor.assigned(set(assigned))
+def _failed(message: Message) -> bool:
+    """True for an error report in place of a record: fatal ones stop the processor."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.fatal():
+        raise KafkaException(error)
+    log.warning("consumer reports %s", error)
+    return True

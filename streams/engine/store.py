@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from events.topics import TopicSpec
+from streams.engine.kafka import plain_consumer
 
 
 class UnboundWrite(RuntimeError):
@@ -136,41 +137,34 @@ class StateStore(MutableMapping[str, Any]):
         self._partition_of[text] = partition
 
 
-async def restore(bootstrap: str, store: StateStore, partitions: Iterable[int]) -> int:
+def restore(bootstrap: str, store: StateStore, partitions: Iterable[int]) -> int:
     """Read ``partitions`` of the store's changelog from the start to their current end into the
     store; returns the number of records read."""
-    wanted = [TopicPartition(store.changelog.name, p) for p in sorted(set(partitions))]
+    wanted = sorted(set(partitions))
     if not wanted:
         return 0
-    # Reading from the earliest offset is the consumer's own reset policy: an explicit seek
-    # can lose the race with the reset that assignment starts, and begin at the end instead.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
+    consumer = plain_consumer(bootstrap)
     try:
-        consumer.assign(wanted)
-        ends = await consumer.end_offsets(wanted)
-        return await _read_until(consumer, store, ends)
+        name = store.changelog.name
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), 10)[1] for p in wanted}
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in wanted])
+        return _read_until(consumer, store, ends)
     finally:
-        await consumer.stop()
+        consumer.close()
 
 
-async def _read_until(
-    consumer: AIOKafkaConsumer, store: StateStore, ends: dict[TopicPartition, int]
-) -> int:
-    remaining = {tp for tp, end in ends.items() if end > 0}
-    read = 0
+def _read_until(consumer: Consumer, store: StateStore, ends: dict[int, int]) -> int:
+    name, read = store.changelog.name, 0
+    remaining = {partition for partition, end in ends.items() if end > 0}
     while remaining:
+        for message in consumer.consume(10_000, 0.2):
+            if message.error() is not None:
+                raise KafkaException(message.error())
+            partition, offset = message.partition(), message.offset()
+            if offset is not None and partition is not None and offset < ends[partition]:
+                store.apply(partition, message.key() or b"", message.value())
+                read += 1
         # Compaction leaves holes in the offsets: a partition is done at its end position.
-        for tp in [tp for tp in remaining if await consumer.position(tp) >= ends[tp]]:
-            remaining.discard(tp)
-        if not remaining:
-            break
-        batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
-        for tp, records in batch.items():
-            for record in records:
-                if record.offset < ends[tp]:
-                    store.apply(tp.partition, record.key, record.value)
-                    read += 1
+        positions = consumer.position([TopicPartition(name, p) for p in remaining])
+        remaining -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
     return read

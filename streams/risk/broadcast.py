@@ -6,29 +6,31 @@ set everywhere, so each worker reads these topics itself, from the start, and ke
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from events.dead_letters import ConsumedMessage
 from events.records import AvroRecord
 from events.topics import TopicSpec
 from events.wire import DecodeError, EventCodec
+from streams.engine.kafka import Delivered, plain_consumer
 
 log = logging.getLogger(__name__)
 
-Undecodable = Callable[[ConsumedMessage, DecodeError], Awaitable[None]]
+Undecodable = Callable[[ConsumedMessage, DecodeError], None]
+# Records applied per call to ``poll``: the worker's loop goes round between such helpings.
+HELPING = 1000
 
 
 class BroadcastReader:
     """Feeds every record of ``topics`` to ``apply``, in log order per partition.
 
-    The partitions are the catalogue's: the worker creates the topics before it starts.
+    The partitions are the catalogue's: the worker creates the topics before it starts. The
+    worker's loop calls ``poll`` to apply what has arrived; ``caught_up`` reads until
+    everything written before it was called has been applied.
     """
 
     def __init__(
@@ -40,120 +42,108 @@ class BroadcastReader:
         undecodable: Undecodable,
     ) -> None:
         self._bootstrap = bootstrap
-        self._consumer: AIOKafkaConsumer | None = None
-        self._topics = topics
+        self._consumer: Consumer | None = None
+        # The topics' ends are asked on a connection of their own: on the reading consumer's,
+        # the question would queue behind its long-polling fetch (up to half a second).
+        self._probe: Consumer | None = None
+        self._partitions = [
+            TopicPartition(spec.name, number)
+            for spec in topics
+            for number in range(spec.partitions)
+        ]
         self._codec = codec
         self._apply = apply
         self._undecodable = undecodable
-        self._positions: dict[TopicPartition, int] = {}
         # Wall-clock ms at which the newest completed catch-up looked up the topics' ends.
         self._caught_up_ms = 0
-        self._progress = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, timeout: float = 20.0) -> None:
-        """Assign every partition from the beginning, catch up, then tail in the background.
+    def start(self, timeout: float = 20.0) -> None:
+        """Read every partition from the beginning until caught up.
 
         A start that has not caught up within ``timeout`` is abandoned and made again: the
-        risk agents wait for this reader, so a stuck start would stop risk control.
+        risk stages wait for this reader, so a stuck start would stop risk control.
         """
         while True:
+            self._consumer = plain_consumer(self._bootstrap)
+            self._probe = plain_consumer(self._bootstrap)
+            self._consumer.assign(
+                [
+                    TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+                    for tp in self._partitions
+                ]
+            )
             try:
-                async with asyncio.timeout(timeout):
-                    await self._start_once()
-                log.info("broadcast reader caught up with %s", [t.name for t in self._topics])
+                self.caught_up(timeout)
+                log.info("broadcast reader caught up with %d partitions", len(self._partitions))
                 return
             except TimeoutError:
                 log.warning("broadcast reader not caught up in %.0f s; starting again", timeout)
-                await self.stop()
+                self.stop()
 
-    async def _start_once(self) -> None:
-        self._positions, self._caught_up_ms = {}, 0
-        # aiokafka binds its consumer to the running loop, so it is made here, not in __init__.
-        self._consumer = consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
-        )
-        await consumer.start()
-        partitions = [
-            TopicPartition(spec.name, number)
-            for spec in self._topics
-            for number in range(spec.partitions)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        self._task = asyncio.create_task(self._tail(), name="broadcast-reader")
-        self._task.add_done_callback(_report_end)
-        await self.caught_up()
+    def stop(self) -> None:
+        """Close the consumer."""
+        consumers = (self._consumer, self._probe)
+        self._consumer = self._probe = None
+        self._caught_up_ms = 0
+        for consumer in consumers:
+            if consumer is not None:
+                consumer.close()
 
-    async def stop(self) -> None:
-        """Stop tailing and close the consumer."""
-        task, consumer = self._task, self._consumer
-        self._task = self._consumer = None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if consumer is not None:
-            await consumer.stop()
+    def poll(self, timeout: float = 0.0) -> int:
+        """Apply what has arrived (waiting up to ``timeout`` s for it); returns how much."""
+        messages = self._started().consume(HELPING, timeout)
+        for message in messages:
+            error = message.error()
+            if error is None:
+                self._apply_message(Delivered.of(message))
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                # Workers keep the state they have and catch up when the broker is back.
+                log.warning("broadcast reader: %s", error)
+        return len(messages)
 
-    async def caught_up(self, timeout: float = 30.0) -> None:
-        """Wait until everything written to the topics before this call has been applied."""
-        consumer = self._started()
-        began_ms = int(time.time() * 1000)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        async with asyncio.timeout(timeout), self._progress:
-            await self._progress.wait_for(lambda: self._reached(ends))
+    def caught_up(self, timeout: float = 30.0) -> None:
+        """Apply everything written to the topics before this call; raises TimeoutError."""
+        consumer, began_ms = self._started(), int(time.time() * 1000)
+        deadline, probe = time.monotonic() + timeout, self._probe or consumer
+        ends = {}
+        for tp in self._partitions:
+            low, high = probe.get_watermark_offsets(tp, timeout)
+            if high > low:  # an empty partition has nothing to wait for
+                ends[tp.topic, tp.partition] = high
+        while not self._reached(consumer, ends):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"broadcast topics not caught up in {timeout:.0f} s")
+            self.poll(0.05)
         self._caught_up_ms = max(self._caught_up_ms, began_ms)
 
-    async def caught_up_with(self, written_ms: int, timeout: float = 30.0) -> None:
-        """Wait until everything written to the topics before ``written_ms`` (epoch ms) has
-        been applied; at once when a catch-up that began later has completed already."""
+    def caught_up_with(self, written_ms: int, timeout: float = 30.0) -> None:
+        """Apply everything written to the topics before ``written_ms`` (epoch ms); at once
+        when a catch-up that began later has completed already."""
         if written_ms >= self._caught_up_ms:
-            await self.caught_up(timeout)
+            self.caught_up(timeout)
 
-    def _reached(self, ends: dict[TopicPartition, int]) -> bool:
-        return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
+    def _reached(self, consumer: Consumer, ends: dict[tuple[str, int], int]) -> bool:
+        # The position also moves past transaction markers and deleted records.
+        positions = consumer.position(self._partitions)
+        return all(
+            tp.offset >= ends[tp.topic, tp.partition]
+            for tp in positions
+            if (tp.topic, tp.partition) in ends
+        )
 
-    def _started(self) -> AIOKafkaConsumer:
+    def _started(self) -> Consumer:
         if self._consumer is None:
             raise RuntimeError("the broadcast reader is not started")
         return self._consumer
 
-    async def _tail(self) -> None:
-        consumer = self._started()
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=200)
-            except KafkaError as error:
-                # Workers must keep the state they have and catch up when the broker is back.
-                log.warning("broadcast reader could not fetch: %r", error)
-                await asyncio.sleep(1.0)
-                continue
-            for tp, messages in batches.items():
-                for message in messages:
-                    await self._apply_message(message)
-                    self._positions[tp] = message.offset + 1
-            await self._note_positions(consumer)
-
-    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
-            # The position also moves past transaction markers and deleted records.
-            self._positions[tp] = max(self._positions.get(tp, 0), await consumer.position(tp))
-        async with self._progress:
-            self._progress.notify_all()
-
-    async def _apply_message(self, message: ConsumedMessage) -> None:
+    def _apply_message(self, message: Delivered) -> None:
         try:
             record = self._codec.decode(message.value)
         except DecodeError as error:
             # Every worker reads this record; the dead letter's derived id makes copies one.
             log.error("undecodable record on %s: %s", message.topic, error)
-            await self._undecodable(message, error)
+            self._undecodable(message, error)
             return
         self._apply(record)
-
-
-def _report_end(task: asyncio.Task[None]) -> None:
-    # The tail only ends by cancellation; anything else would silently freeze the risk state.
-    if not task.cancelled() and task.exception() is not None:
-        log.error("broadcast reader stopped: %r", task.exception())

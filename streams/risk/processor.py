@@ -1,6 +1,7 @@
-"""The risk processors: cases, feature store, merchant health.
+"""The risk processor: cases, feature store, merchant health.
 
-Three processors, each over topics keyed the way its store is:
+Three stages, each over topics keyed the way its store is, run by a worker as one processor
+(one consumer group, one flush and one commit per batch for all three):
 - ``risk-cases`` reads the payment commands, the payment log, the feature snapshots and the
   review commands (all keyed by payment id), validates each command (intake) and decides each
   accepted payment. Intake runs here rather than a hop upstream: a payment's acceptance, its
@@ -19,8 +20,6 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
-
-from aiokafka.structs import ConsumerRecord
 
 from events.feature_tables import FeatureSnapshotTable
 from events.records import (
@@ -47,8 +46,9 @@ from events.topics import TopicCatalogue
 from events.wire import EventCodec, UnexpectedRecordType
 from paystream.config import PaystreamSettings
 from streams.engine.bundles import Bundling, position
+from streams.engine.kafka import Delivered
 from streams.engine.outgoing import Outgoing
-from streams.engine.processor import ProcessorSpec
+from streams.engine.processor import ProcessorSpec, combined
 from streams.engine.store import StateStore
 from streams.intake import PaymentIntake
 from streams.risk.aftercare import HealthDesk, HealthEntries
@@ -61,7 +61,7 @@ from streams.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
 
-CASES, FEATURES, HEALTH = "risk-cases", "risk-features", "risk-health"
+RISK, CASES, FEATURES, HEALTH = "risk", "risk-cases", "risk-features", "risk-health"
 # Payment-log records no risk desk reads: the processor's own intake outcomes and decisions
 # (acted on, and regrouped, when made).
 PASSED_OVER = frozenset(
@@ -109,6 +109,10 @@ class RiskProcessors:
         self.feature_desk = FeatureDesk(self.features, catalogue)
         self.health_desk = HealthDesk(self.health, self.state, catalogue)
 
+    def spec(self) -> ProcessorSpec:
+        """The three stages as the one processor a worker runs; start it once ``reader`` has."""
+        return combined(RISK, self.specs())
+
     def specs(self) -> list[ProcessorSpec]:
         """The three risk processors; run them once ``reader`` has started."""
         topics = self.topics
@@ -138,10 +142,10 @@ class RiskProcessors:
         )
         return [cases, features, health]
 
-    async def _on_case_input(self, message: ConsumerRecord, record: AvroRecord) -> list[Outgoing]:
+    def _on_case_input(self, message: Delivered, record: AvroRecord) -> list[Outgoing]:
         now = utc_now()
         if message.topic == self.topics.commands.name:
-            outgoing = await self._on_command(record, message, now)
+            outgoing = self._on_command(record, message, now)
         elif isinstance(record, FeatureSnapshotTable | FeatureSnapshotBatch):
             outgoing = []
             for snapshot in record.snapshots:
@@ -156,9 +160,7 @@ class RiskProcessors:
             self.cases.pop(key, None)
         return outgoing
 
-    async def _on_command(
-        self, command: AvroRecord, message: ConsumerRecord, now: datetime
-    ) -> list[Outgoing]:
+    def _on_command(self, command: AvroRecord, message: Delivered, now: datetime) -> list[Outgoing]:
         """Validate the command; an accepted payment's case opens in the same step."""
         if not isinstance(command, RequestPayment):
             raise UnexpectedRecordType(f"{command.subject} is not a payment command")
@@ -168,13 +170,11 @@ class RiskProcessors:
         logged = Outgoing(self.topics.events.name, outcome.payment_id.encode(), outcome, encoded)
         if not isinstance(outcome, PaymentAccepted):
             return [logged]
-        await self._fresh_merchant(outcome.merchant_id, message.timestamp)
+        self._fresh_merchant(outcome.merchant_id, message.timestamp)
         opened = self.case_desk.on_accepted(outcome, message.partition, now, encoded)
         return [logged, *opened]
 
-    async def _on_feature_input(
-        self, message: ConsumerRecord, record: AvroRecord
-    ) -> list[Outgoing]:
+    def _on_feature_input(self, message: Delivered, record: AvroRecord) -> list[Outgoing]:
         if isinstance(record, FeatureRequestBatch):
             outgoing = []
             for index, request in enumerate(record.requests):
@@ -186,7 +186,7 @@ class RiskProcessors:
             self.feature_desk.on_release(record, position(message.offset))
         return []
 
-    async def _on_health_input(self, message: ConsumerRecord, record: AvroRecord) -> list[Outgoing]:
+    def _on_health_input(self, message: Delivered, record: AvroRecord) -> list[Outgoing]:
         now = utc_now()
         if isinstance(record, MerchantOutcomeBatch):
             outgoing = []
@@ -198,13 +198,13 @@ class RiskProcessors:
             return self.health_desk.on_outcome(record, position(message.offset), now)
         return []
 
-    async def _fresh_merchant(self, merchant_id: str, written_ms: int) -> None:
+    def _fresh_merchant(self, merchant_id: str, written_ms: int) -> None:
         """Read our own writes: a merchant approved before the command was written must not be
         refused. One catch-up covers every command written before it began."""
         profile = self.state.merchant(merchant_id)
         if profile is None or not profile.may_take_payments:
             try:
-                await self.reader.caught_up_with(written_ms, timeout=5.0)
+                self.reader.caught_up_with(written_ms, timeout=5.0)
             except TimeoutError:
                 # Decide on what is known: an unknown merchant is refused, never let through.
                 log.warning("merchant topics not caught up in 5 s; deciding %s", merchant_id)

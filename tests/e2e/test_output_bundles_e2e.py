@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
@@ -12,6 +12,7 @@ from events.risk_records import FeatureRelease, FeatureRequest, FeatureRequestBa
 from events.schema_store import ManifestSchemas
 from events.wire import EventCodec
 from streams.engine.bundles import Bundling
+from streams.engine.kafka import ProducerLink
 from streams.engine.output import OutputBuffer
 from tests.unit.samples import feature_request, request_bundle
 
@@ -39,8 +40,7 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
     catalogue_factory, kafka_bootstrap
 ):
     topic = catalogue_factory().risk_features
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
+    producer = ProducerLink(kafka_bootstrap)
     buffer = OutputBuffer(
         producer, CODEC.encode, [Bundling(FeatureRequest, request_bundle, limit=4)]
     )
@@ -53,16 +53,13 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
         amount_minor=105,
         currency="CNY",
     )
-    try:
-        for request in requests[:10]:
-            await buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
-        await buffer.add_record(topic.name, b"user:u5", release)  # not bundled: seals u5's
-        for request in requests[10:]:
-            await buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
-        for ack in await buffer.flush():
-            await ack
-    finally:
-        await producer.stop()
+    for request in requests[:10]:
+        buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
+    buffer.add_record(topic.name, b"user:u5", release)  # not bundled: seals u5's
+    for request in requests[10:]:
+        buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
+    buffer.flush()
+    producer.settle()
 
     read = await _read_all(kafka_bootstrap, topic.name, topic.partitions)
 

@@ -1,0 +1,148 @@
+"""The worker's Kafka clients: librdkafka's, whose protocol work runs in C threads.
+
+A stream worker spends most of its time between records in the client: encoding requests,
+decoding fetch responses, building batches. librdkafka does all of that in C, off the
+interpreter lock, so the worker's Python thread keeps to the records themselves.
+
+- ``ProducerLink``: the idempotent producer, partitioning keys as every Kafka client does
+  (murmur2), and remembering the first delivery that failed so nothing is committed past it.
+- ``group_consumer`` and ``plain_consumer``: consumers with the engine's settings.
+- ``Delivered``: a consumed record as plain attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+log = logging.getLogger(__name__)
+
+# Outputs are handed over as whole batches already; a longer linger would only add latency.
+LINGER_MS = 0.5
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker refused or lost a record; the input that produced it must be replayed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: Message) -> Delivered:
+        """The record a librdkafka message carries."""
+        # A message that carries a record (not an error) always has a partition and offset.
+        return cls(
+            message.topic(),  # type: ignore[arg-type]
+            message.partition(),  # type: ignore[arg-type]
+            message.offset(),  # type: ignore[arg-type]
+            message.timestamp()[1],
+            message.key(),
+            message.value(),
+        )
+
+
+class ProducerLink:
+    """The idempotent producer of a worker, shared by its processors."""
+
+    def __init__(self, bootstrap: str, linger_ms: float = LINGER_MS) -> None:
+        self._failure: KafkaError | None = None
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                # The Java client's partitioner: a key lands where every other client puts it.
+                "partitioner": "murmur2_random",
+                "on_delivery": self._delivered,
+            }
+        )
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Queue one record; waits for room when the local queue is full."""
+        while True:
+            try:
+                if partition is None:
+                    self._producer.produce(topic, value, key)
+                else:
+                    self._producer.produce(topic, value, key, partition)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def serve(self) -> None:
+        """Run the delivery reports that have arrived (cheap; call it once per batch)."""
+        self._producer.poll(0)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every queued record is acknowledged; raises DeliveryFailed otherwise."""
+        left = self._producer.flush(timeout)
+        self.check()
+        if left:
+            raise DeliveryFailed(f"{left} records not acknowledged within {timeout:.0f} s")
+
+    def check(self) -> None:
+        """Raise DeliveryFailed if any record was refused since the start."""
+        if self._failure is not None:
+            raise DeliveryFailed(f"the broker refused a record: {self._failure}")
+
+    def partitions_of(self, topic: str) -> list[int]:
+        """The partition numbers of ``topic``, from the cluster's metadata."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            found = self._producer.list_topics(topic, timeout=10).topics[topic]
+            if found.error is None and found.partitions:
+                return sorted(found.partitions)
+            if time.monotonic() >= deadline:
+                raise KafkaException(found.error)
+            # A topic created a moment ago may not have reached the broker's metadata yet.
+            time.sleep(0.1)
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and self._failure is None:
+            log.error("record to %s not delivered: %s", message.topic(), error)
+            self._failure = error
+
+
+def group_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> Consumer:
+    """A consumer-group member that commits by hand and starts new groups at the beginning."""
+    return Consumer(
+        {
+            **_common(bootstrap),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(session_timeout_ms // 5, 500),
+            # Partition p of every input comes to the same member: inputs stay co-partitioned.
+            "partition.assignment.strategy": "range",
+        }
+    )
+
+
+def plain_consumer(bootstrap: str) -> Consumer:
+    """A consumer outside any group, for partitions it assigns itself."""
+    # The client insists on a group id; a consumer that only assigns never joins that group.
+    return Consumer(
+        {**_common(bootstrap), "group.id": "paystream.unjoined", "enable.auto.commit": False}
+    )
+
+
+def _common(bootstrap: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "enable.partition.eof": False}
