@@ -106,7 +106,9 @@ class BroadcastReader:
     def caught_up(self, timeout: float = 30.0) -> None:
         """Apply everything written to the topics before this call; raises TimeoutError."""
         consumer, began_ms = self._started(), int(time.time() * 1000)
-        deadline, probe = time.monotonic() + timeout, self._probe or consumer
+        deadline, probe = time.monotonic() + timeout, self._probe
+        if probe is None:
+            raise RuntimeError("the broadcast reader is not started")
         ends = {}
         for tp in self._partitions:
             low, high = probe.get_watermark_offsets(tp, timeout)
