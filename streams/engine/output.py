@@ -38,6 +38,12 @@ class OutputBuffer:
         self._chosen: dict[tuple[str, bytes], int] = {}
         self._records: dict[Destination, list[tuple[bytes | None, bytes | None]]] = {}
         self._open: dict[Destination, tuple[Bundling, list[AvroRecord]]] = {}
+        # Keyed records need no partition of ours unless their topic also gets records placed
+        # by us (bundles, explicit partitions): the producer hashes their keys the same way, in
+        # C. They go out first at each flush, which keeps every partition's order, since a
+        # topic joins ``_placed`` before any placed record of it is queued.
+        self._unplaced: list[tuple[str, bytes | None, bytes | None]] = []
+        self._placed: set[str] = set()
 
     def add_record(self, topic: str, key: bytes | None, record: AvroRecord) -> None:
         """Queue one record, encoded now or, when its type is bundled, at the bundle's seal."""
@@ -45,6 +51,7 @@ class OutputBuffer:
         if bundling is None:
             self.add(topic, key, self._encode(record))
             return
+        self._placed.add(topic)
         destination = (topic, self._partition_for(topic, key))
         self._open.setdefault(destination, (bundling, []))[1].append(record)
 
@@ -52,6 +59,10 @@ class OutputBuffer:
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         """Queue one encoded record; without ``partition`` it goes where its key hashes to."""
+        if partition is None and key is not None and topic not in self._placed:
+            self._unplaced.append((topic, key, value))
+            return
+        self._placed.add(topic)
         if partition is None:
             partition = self._partition_for(topic, key)
         destination = (topic, partition)
@@ -64,11 +75,14 @@ class OutputBuffer:
         for destination in list(self._open):
             self._seal(destination)
         records, self._records = self._records, {}
+        unplaced, self._unplaced = self._unplaced, []
         produce = self._producer.produce
+        for topic, key, value in unplaced:
+            produce(topic, key, value)
         for (topic, partition), pairs in records.items():
             for key, value in pairs:
                 produce(topic, key, value, partition)
-        return sum(len(pairs) for pairs in records.values())
+        return len(unplaced) + sum(len(pairs) for pairs in records.values())
 
     def _seal(self, destination: Destination) -> None:
         bundling, records = self._open.pop(destination)

@@ -79,3 +79,35 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
         bundles = [r for r in read[partition] if isinstance(r, FeatureRequestBatch)]
         assert all(1 <= len(bundle.requests) <= 4 for bundle in bundles)
     assert sum(len(records) for records in read.values()) < len(sent) / 2
+
+
+async def test_keyed_records_left_to_the_producer_land_where_every_client_puts_them(
+    catalogue_factory, kafka_bootstrap
+):
+    topic = catalogue_factory().events
+    producer = ProducerLink(kafka_bootstrap)
+    buffer = OutputBuffer(producer, CODEC.encode)
+    releases = [
+        FeatureRelease(
+            payment_id=f"p-{n}",
+            dimension="user",
+            value=f"u{n % 7}",
+            business_date="2024-05-01",
+            amount_minor=n,
+            currency="CNY",
+        )
+        for n in range(60)
+    ]
+    for release in releases:
+        buffer.add_record(topic.name, f"u{release.value}".encode(), release)
+    buffer.flush()
+    producer.settle()
+
+    read = await _read_all(kafka_bootstrap, topic.name, topic.partitions)
+
+    partitions = list(range(topic.partitions))
+    expected: dict[int, list[AvroRecord]] = {p: [] for p in partitions}
+    for release in releases:
+        key = f"u{release.value}".encode()
+        expected[DefaultPartitioner()(key, partitions, partitions)].append(release)
+    assert read == expected
