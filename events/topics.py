@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from events.feature_tables import FeatureSnapshotTable
+from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
 from events.records import (
     AvroRecord,
     ChargebackReceived,
@@ -176,7 +176,7 @@ class TopicCatalogue:
             cleanup_policy=CleanupPolicy.DELETE,
             key="'<dimension>:<value>' (UTF-8), e.g. 'device:dev-9'; a batch has no key and "
             "sits in the partition all its requests' keys hash to",
-            records=(FeatureRequestBatch, FeatureRequest, FeatureRelease),
+            records=(FeatureRequestRows, FeatureRequestBatch, FeatureRequest, FeatureRelease),
             purpose="Internal: payments fanned out to the feature store's partitions.",
             ordering="Per dimension value.",
         )
@@ -187,7 +187,7 @@ class TopicCatalogue:
             cleanup_policy=CleanupPolicy.DELETE,
             key="payment_id (UTF-8 UUID text), co-partitioned with the payment log; a batch "
             "has no key and sits in the partition all its payments' ids hash to",
-            records=(FeatureSnapshotTable, FeatureSnapshotBatch, FeatureSnapshot),
+            records=(FeatureSnapshotRows, FeatureSnapshotBatch, FeatureSnapshot),
             purpose="Internal: each dimension's features of a payment, back to its partition.",
             ordering="Per payment.",
         )

@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from events.admin import delete_topics, ensure_topics
 from events.client import command_key
-from events.feature_tables import FeatureSnapshotTable
+from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
 from events.identity import payment_id_for
 from events.records import PaymentAccepted, RequestPayment, utc_now
 from events.risk_client import RiskClient
@@ -216,9 +216,9 @@ async def _bundle_times(bootstrap: str, topic: str, payment_ids: set[str]) -> di
 
 
 def _bundled_payments(record: object) -> list[str]:
-    if isinstance(record, FeatureRequestBatch):
+    if isinstance(record, FeatureRequestRows | FeatureRequestBatch):
         return [request.payment_id for request in record.requests]
-    if isinstance(record, FeatureSnapshotTable | FeatureSnapshotBatch):
+    if isinstance(record, FeatureSnapshotRows | FeatureSnapshotBatch):
         return [snapshot.payment_id for snapshot in record.snapshots]
     return []
 

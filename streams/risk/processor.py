@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from events.feature_tables import FeatureSnapshotTable
+from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
 from events.records import (
     AvroRecord,
     CommandDeduplicated,
@@ -126,7 +126,7 @@ class RiskProcessors:
             on_assigned=lambda _partitions: self.case_desk.reindex(),
             timers=((TIMER_INTERVAL, self._nudges),),
             bundles=(
-                Bundling(FeatureRequest, _request_batch),
+                Bundling(FeatureRequest, _request_rows),
                 Bundling(MerchantOutcome, _outcome_batch),
             ),
         )
@@ -135,7 +135,7 @@ class RiskProcessors:
             (topics.risk_features,),
             self._on_feature_input,
             stores=(self.features,),
-            bundles=(Bundling(FeatureSnapshot, _snapshot_table),),
+            bundles=(Bundling(FeatureSnapshot, _snapshot_rows),),
         )
         health = ProcessorSpec(
             HEALTH, (topics.risk_outcomes,), self._on_health_input, stores=(self.health,)
@@ -146,7 +146,7 @@ class RiskProcessors:
         now = utc_now()
         if message.topic == self.topics.commands.name:
             outgoing = self._on_command(record, message, now)
-        elif isinstance(record, FeatureSnapshotTable | FeatureSnapshotBatch):
+        elif isinstance(record, FeatureSnapshotRows | FeatureSnapshotBatch):
             outgoing = []
             for snapshot in record.snapshots:
                 outgoing += self.case_desk.on_snapshot(snapshot, now)
@@ -175,7 +175,7 @@ class RiskProcessors:
         return [logged, *opened]
 
     def _on_feature_input(self, message: Delivered, record: AvroRecord) -> list[Outgoing]:
-        if isinstance(record, FeatureRequestBatch):
+        if isinstance(record, FeatureRequestRows | FeatureRequestBatch):
             outgoing = []
             for index, request in enumerate(record.requests):
                 outgoing += self.feature_desk.on_request(request, position(message.offset, index))
@@ -213,12 +213,12 @@ class RiskProcessors:
         return self.case_desk.nudges(epoch_ms(utc_now()))
 
 
-def _request_batch(records: Sequence[AvroRecord]) -> FeatureRequestBatch:
-    return FeatureRequestBatch(requests=[r for r in records if isinstance(r, FeatureRequest)])
+def _request_rows(records: Sequence[AvroRecord]) -> FeatureRequestRows:
+    return FeatureRequestRows(requests=[r for r in records if isinstance(r, FeatureRequest)])
 
 
-def _snapshot_table(records: Sequence[AvroRecord]) -> FeatureSnapshotTable:
-    return FeatureSnapshotTable(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])
+def _snapshot_rows(records: Sequence[AvroRecord]) -> FeatureSnapshotRows:
+    return FeatureSnapshotRows(snapshots=[r for r in records if isinstance(r, FeatureSnapshot)])
 
 
 def _outcome_batch(records: Sequence[AvroRecord]) -> MerchantOutcomeBatch:

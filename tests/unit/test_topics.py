@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events.feature_tables import FeatureSnapshotTable
+from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
 from events.record_types import RECORD_TYPES
 from events.records import (
     ChargebackReceived,
@@ -140,11 +140,12 @@ def test_topics_carry_the_records_their_consumers_expect():
     assert catalogue.rulesets.records == (RuleSetPublished,)
     assert catalogue.reviews.records == (ReviewDecision,)
     assert set(catalogue.risk_snapshots.records) == {
-        FeatureSnapshotTable,
+        FeatureSnapshotRows,
         FeatureSnapshotBatch,
         FeatureSnapshot,
     }
     assert set(catalogue.risk_features.records) == {
+        FeatureRequestRows,
         FeatureRequestBatch,
         FeatureRequest,
         FeatureRelease,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import fastavro
 import pytest
 
-from events.feature_tables import FeatureSnapshotTable
+from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
 from events.record_types import RECORD_TYPES
 from events.records import (
     AvroRecord,
@@ -377,11 +377,15 @@ def _feature_snapshot_batch() -> FeatureSnapshotBatch:
     return FeatureSnapshotBatch(snapshots=[_feature_snapshot(), labelled])
 
 
-def _feature_snapshot_table() -> FeatureSnapshotTable:
+def _feature_request_rows() -> FeatureRequestRows:
+    return FeatureRequestRows(requests=_feature_request_batch().requests)
+
+
+def _feature_snapshot_rows() -> FeatureSnapshotRows:
     labelled = FeatureSnapshot(
         payment_id=PAYMENT_ID, dimension="merchant", features={"tier": "gold", "present": True}
     )
-    return FeatureSnapshotTable(snapshots=[_feature_snapshot(), labelled])
+    return FeatureSnapshotRows(snapshots=[_feature_snapshot(), labelled])
 
 
 def _merchant_outcome_batch() -> MerchantOutcomeBatch:
@@ -421,7 +425,8 @@ BUILDERS = {
     FeatureSnapshot: _feature_snapshot,
     FeatureRequestBatch: _feature_request_batch,
     FeatureSnapshotBatch: _feature_snapshot_batch,
-    FeatureSnapshotTable: _feature_snapshot_table,
+    FeatureSnapshotRows: _feature_snapshot_rows,
+    FeatureRequestRows: _feature_request_rows,
     MerchantOutcomeBatch: _merchant_outcome_batch,
     MerchantOutcome: _merchant_outcome,
 }
