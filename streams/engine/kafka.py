@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,23 @@ class ProducerLink:
         if error is not None and self._failure is None:
             log.error("record to %s not delivered: %s", message.topic(), error)
             self._failure = error
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+    """(low, high) offsets of ``partition``, asked of the broker.
+
+    A topic created a moment ago may have no leader yet: the question is asked again until it
+    is answered or ``timeout`` seconds pass, then the broker's last refusal is raised.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout)
+            return low, high
+        except KafkaException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def group_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> Consumer:

@@ -17,7 +17,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from events.topics import TopicSpec
-from streams.engine.kafka import plain_consumer
+from streams.engine.kafka import plain_consumer, watermarks
 
 
 class UnboundWrite(RuntimeError):
@@ -146,7 +146,7 @@ def restore(bootstrap: str, store: StateStore, partitions: Iterable[int]) -> int
     consumer = plain_consumer(bootstrap)
     try:
         name = store.changelog.name
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), 10)[1] for p in wanted}
+        ends = {p: watermarks(consumer, TopicPartition(name, p), 30.0)[1] for p in wanted}
         consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in wanted])
         return _read_until(consumer, store, ends)
     finally:

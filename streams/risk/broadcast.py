@@ -16,7 +16,7 @@ from events.dead_letters import ConsumedMessage
 from events.records import AvroRecord
 from events.topics import TopicSpec
 from events.wire import DecodeError, EventCodec
-from streams.engine.kafka import Delivered, plain_consumer
+from streams.engine.kafka import Delivered, plain_consumer, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ class BroadcastReader:
             raise RuntimeError("the broadcast reader is not started")
         ends = {}
         for tp in self._partitions:
-            low, high = probe.get_watermark_offsets(tp, timeout)
+            try:
+                low, high = watermarks(probe, tp, max(deadline - time.monotonic(), 0.1))
+            except KafkaException as error:
+                raise TimeoutError(f"{tp.topic} end offsets not known: {error}") from error
             if high > low:  # an empty partition has nothing to wait for
                 ends[tp.topic, tp.partition] = high
         while not self._reached(consumer, ends):
