@@ -89,5 +89,5 @@ def _observation(request: FeatureRequest) -> Observation:
         amount_minor=request.amount_minor,
         currency=request.currency,
         business_date=request.business_date,
-        partners=dict(request.partners),
+        partners=request.partners,
     )

@@ -83,13 +83,15 @@ class SlidingWindow:
 
     def add(self, at_ms: int, count: int = 1, amount: int = 0) -> None:
         """Count ``count`` events summing to ``amount`` at ``at_ms``."""
-        index = self._index(at_ms)
-        self._drop_before(index - BUCKETS + 1)
-        if self.indices and self.indices[-1] == index:
+        index, indices = self._index(at_ms), self.indices
+        # Most adds land in a window whose oldest bucket is still inside it: no search needed.
+        if indices and indices[0] <= index - BUCKETS:
+            self._drop_before(index - BUCKETS + 1)
+        if indices and indices[-1] == index:
             self.counts[-1] += count
             self.amounts[-1] += amount
         else:
-            self.indices.append(index)
+            indices.append(index)
             self.counts.append(count)
             self.amounts.append(amount)
         self.count += count
@@ -228,13 +230,15 @@ class DimensionState:
             own = self.windows[observation.currency] = _velocity_windows()
         for window in own.values():
             window.add(now, 1, observation.amount_minor)
-        others = self._prune_other_currencies(own, now)
+        others = self._prune_other_currencies(own, now) if len(self.windows) > 1 else []
         # Every window was just added to or pruned at ``now``: its running totals are exact.
         features: dict[str, int] = {}
         for suffix, payments_name, amount_name in _VELOCITY_NAMES:
             window = own[suffix]
-            features[payments_name] = window.count + sum(ws[suffix].count for ws in others)
+            features[payments_name] = window.count
             features[amount_name] = window.amount
+            for windows in others:
+                features[payments_name] += windows[suffix].count
         return features
 
     def _prune_other_currencies(
