@@ -7,6 +7,7 @@ are assembled into one feature map, and the live rule set decides.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -61,15 +62,16 @@ def feature_key(dimension: str, value: str) -> bytes:
 def feature_requests(accepted: PaymentAccepted, zone: ZoneInfo) -> list[FeatureRequest]:
     """One request per dimension the payment carries."""
     values = dimension_values(accepted)
+    at_ms, date = epoch_ms(accepted.occurred_at), business_date(accepted.occurred_at, zone)
     return [
         FeatureRequest(
             payment_id=accepted.payment_id,
             dimension=dimension,
             value=value,
-            at_ms=epoch_ms(accepted.occurred_at),
+            at_ms=at_ms,
             amount_minor=accepted.amount_minor,
             currency=accepted.currency,
-            business_date=business_date(accepted.occurred_at, zone),
+            business_date=date,
             partners={p: values[p] for p in PARTNERS[dimension] if p in values},
         )
         for dimension, value in values.items()
@@ -111,9 +113,19 @@ def assemble_features(
         features.update(_ABSENT[dimension])
         snapshot = snapshots.get(dimension)
         if snapshot is not None:
-            features.update({f"{dimension}.{name}": value for name, value in snapshot.items()})
-            features[f"{dimension}.present"] = True
+            names = _prefixed(dimension, tuple(snapshot))
+            features.update(zip(names, snapshot.values(), strict=True))
+            features[_PRESENT[dimension]] = True
     return features
+
+
+_PRESENT = {dimension: f"{dimension}.present" for dimension in DIMENSIONS}
+
+
+@functools.lru_cache(maxsize=256)
+def _prefixed(dimension: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    # A snapshot's names come in a handful of layouts: each is prefixed once, not per payment.
+    return tuple(f"{dimension}.{name}" for name in names)
 
 
 def _firing(fired: FiredRule) -> RuleFiring:
