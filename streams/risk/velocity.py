@@ -370,12 +370,10 @@ class HealthWindows:
             raise ValueError(f"unknown health event kind {kind!r}")
         now = max(at_ms, self.clock_ms)
         self.clock_ms = now
-        for counted, windows in self.windows.items():
-            for window in windows.values():
-                if counted == kind:
-                    window.add(now)
-                else:
-                    window.prune(now)
+        # Only this kind's windows change. The others keep their stale buckets until their
+        # next add drops them: ``features`` reads past stale buckets, and an entry stays small.
+        for window in self.windows[kind].values():
+            window.add(now)
 
     def features(self, at_ms: int) -> dict[str, int]:
         """``<kind>_<window>`` counts and the ratios the after-stage alerts compare."""
