@@ -108,9 +108,8 @@ def _request(row: list[Any]) -> FeatureRequest:
         raise MalformedTable(f"a request row has {len(row)} values, not 8")
     payment_id, dimension, value, at_ms, amount, currency, date, partners = row
     texts = (payment_id, dimension, value, currency, date)
-    if not all(type(item) is str for item in texts) or type(at_ms) is not int:
-        raise MalformedTable(f"request row {row!r} has a value of the wrong type")
-    if type(amount) is not int or not _text_map(partners):
+    numbers_fit = type(at_ms) is int and type(amount) is int
+    if not (numbers_fit and all(type(item) is str for item in texts) and _text_map(partners)):
         raise MalformedTable(f"request row {row!r} has a value of the wrong type")
     return FeatureRequest(
         payment_id=payment_id,

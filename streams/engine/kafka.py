@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Outputs are handed over as whole batches already; a longer linger would only add latency.
 LINGER_MS = 0.5
@@ -92,26 +94,21 @@ class ProducerLink:
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every queued record is acknowledged; raises DeliveryFailed otherwise."""
         left = self._producer.flush(timeout)
-        self.check()
+        if self._failure is not None:
+            raise DeliveryFailed(f"the broker refused a record: {self._failure}")
         if left:
             raise DeliveryFailed(f"{left} records not acknowledged within {timeout:.0f} s")
 
-    def check(self) -> None:
-        """Raise DeliveryFailed if any record was refused since the start."""
-        if self._failure is not None:
-            raise DeliveryFailed(f"the broker refused a record: {self._failure}")
-
     def partitions_of(self, topic: str) -> list[int]:
         """The partition numbers of ``topic``, from the cluster's metadata."""
-        deadline = time.monotonic() + 10.0
-        while True:
+
+        def ask() -> list[int]:
             found = self._producer.list_topics(topic, timeout=10).topics[topic]
-            if found.error is None and found.partitions:
-                return sorted(found.partitions)
-            if time.monotonic() >= deadline:
+            if found.error is not None or not found.partitions:
                 raise KafkaException(found.error)
-            # A topic created a moment ago may not have reached the broker's metadata yet.
-            time.sleep(0.1)
+            return sorted(found.partitions)
+
+        return _asked_until_answered(ask, 10.0)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None and self._failure is None:
@@ -120,16 +117,25 @@ class ProducerLink:
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float) -> tuple[int, int]:
-    """(low, high) offsets of ``partition``, asked of the broker.
+    """(low, high) offsets of ``partition``, asked of the broker."""
 
-    A topic created a moment ago may have no leader yet: the question is asked again until it
-    is answered or ``timeout`` seconds pass, then the broker's last refusal is raised.
+    def ask() -> tuple[int, int]:
+        low, high = consumer.get_watermark_offsets(partition, timeout)
+        return low, high
+
+    return _asked_until_answered(ask, timeout)
+
+
+def _asked_until_answered(ask: Callable[[], T], timeout: float) -> T:
+    """What ``ask`` answers, asked again while it raises KafkaException.
+
+    A topic created a moment ago may be missing from the metadata or have no leader yet; after
+    ``timeout`` seconds the broker's last refusal is raised.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(partition, timeout)
-            return low, high
+            return ask()
         except KafkaException:
             if time.monotonic() >= deadline:
                 raise

@@ -70,8 +70,8 @@ class OutputBuffer:
             self._seal(destination)
         self._records.setdefault(destination, []).append((key, value))
 
-    def flush(self) -> int:
-        """Hand every queued record to the producer; returns how many there were."""
+    def flush(self) -> None:
+        """Hand every queued record to the producer, in each partition's order."""
         for destination in list(self._open):
             self._seal(destination)
         records, self._records = self._records, {}
@@ -82,7 +82,6 @@ class OutputBuffer:
         for (topic, partition), pairs in records.items():
             for key, value in pairs:
                 produce(topic, key, value, partition)
-        return len(unplaced) + sum(len(pairs) for pairs in records.values())
 
     def _seal(self, destination: Destination) -> None:
         bundling, records = self._open.pop(destination)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
@@ -14,7 +17,7 @@ from events.wire import EventCodec
 from streams.engine.bundles import Bundling
 from streams.engine.kafka import ProducerLink
 from streams.engine.output import OutputBuffer
-from tests.unit.samples import feature_request, request_bundle
+from tests.unit.samples import feature_release, feature_request, request_bundle
 
 pytestmark = pytest.mark.e2e
 CODEC = EventCodec(ManifestSchemas())
@@ -45,14 +48,7 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
         producer, CODEC.encode, [Bundling(FeatureRequest, request_bundle, limit=4)]
     )
     requests = [feature_request(n) for n in range(30)]
-    release = FeatureRelease(
-        payment_id="p-5",
-        dimension="user",
-        value="u5",
-        business_date="2024-05-01",
-        amount_minor=105,
-        currency="CNY",
-    )
+    release = feature_release(5)
     for request in requests[:10]:
         buffer.add_record(topic.name, b"user:" + request.value.encode(), request)
     buffer.add_record(topic.name, b"user:u5", release)  # not bundled: seals u5's
@@ -63,13 +59,9 @@ async def test_bundles_keep_each_partitions_order_and_fit_their_limit(
 
     read = await _read_all(kafka_bootstrap, topic.name, topic.partitions)
 
-    partitions = list(range(topic.partitions))
-    expected: dict[int, list[AvroRecord]] = {p: [] for p in partitions}
     sent: list[FeatureRequest | FeatureRelease] = [*requests[:10], release, *requests[10:]]
-    for record in sent:
-        key = f"user:{record.value}".encode()
-        expected[DefaultPartitioner()(key, partitions, partitions)].append(record)
-    for partition in partitions:
+    expected = _by_key_partition(sent, topic.partitions)
+    for partition in range(topic.partitions):
         unbundled = [
             item
             for record in read[partition]
@@ -87,27 +79,24 @@ async def test_keyed_records_left_to_the_producer_land_where_every_client_puts_t
     topic = catalogue_factory().events
     producer = ProducerLink(kafka_bootstrap)
     buffer = OutputBuffer(producer, CODEC.encode)
-    releases = [
-        FeatureRelease(
-            payment_id=f"p-{n}",
-            dimension="user",
-            value=f"u{n % 7}",
-            business_date="2024-05-01",
-            amount_minor=n,
-            currency="CNY",
-        )
-        for n in range(60)
-    ]
+    releases = [dataclasses.replace(feature_release(n), value=f"u{n % 7}") for n in range(60)]
     for release in releases:
-        buffer.add_record(topic.name, f"u{release.value}".encode(), release)
+        buffer.add_record(topic.name, f"user:{release.value}".encode(), release)
     buffer.flush()
     producer.settle()
 
     read = await _read_all(kafka_bootstrap, topic.name, topic.partitions)
 
-    partitions = list(range(topic.partitions))
-    expected: dict[int, list[AvroRecord]] = {p: [] for p in partitions}
-    for release in releases:
-        key = f"u{release.value}".encode()
-        expected[DefaultPartitioner()(key, partitions, partitions)].append(release)
-    assert read == expected
+    assert read == _by_key_partition(releases, topic.partitions)
+
+
+def _by_key_partition(
+    records: Sequence[FeatureRequest | FeatureRelease], count: int
+) -> dict[int, list[AvroRecord]]:
+    """``records`` in the partitions every Kafka client puts their 'user:<value>' keys in."""
+    partitions = list(range(count))
+    placed: dict[int, list[AvroRecord]] = {p: [] for p in partitions}
+    for record in records:
+        key = f"user:{record.value}".encode()
+        placed[DefaultPartitioner()(key, partitions, partitions)].append(record)
+    return placed

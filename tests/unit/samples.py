@@ -10,6 +10,7 @@ from typing import Any
 from events.identity import derived_id
 from events.records import AvroRecord, PaymentAccepted, PaymentMethod, RequestPayment
 from events.risk_records import (
+    FeatureRelease,
     FeatureRequest,
     FeatureRequestBatch,
     MerchantApplied,
@@ -127,6 +128,18 @@ def feature_request(number: int) -> FeatureRequest:
         currency="CNY",
         business_date="2024-05-01",
         partners={},
+    )
+
+
+def feature_release(number: int) -> FeatureRelease:
+    """Payment ``p-<number>``'s amount taken back out of the user ``u<number>``'s daily total."""
+    return FeatureRelease(
+        payment_id=f"p-{number}",
+        dimension="user",
+        value=f"u{number}",
+        business_date="2024-05-01",
+        amount_minor=100 + number,
+        currency="CNY",
     )
 
 
