@@ -9,7 +9,6 @@ a worker that dies is replaced by the others after its session times out.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import threading
@@ -21,6 +20,7 @@ from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
+from streams.engine.collector import CollectorPacing
 from streams.engine.kafka import ProducerLink
 from streams.engine.processor import Connection, StreamProcessor
 from streams.risk.processor import RiskProcessors
@@ -35,9 +35,6 @@ def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WAR
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    # The stores keep many small long-lived objects; the collector's default first threshold
-    # (700 allocations) walks them far more often than garbage appears.
-    gc.set_threshold(200_000, 50, 100)
     catalogue = TopicCatalogue(settings.namespace)
     asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     codec = EventCodec(schema_catalogue(settings.schema_registry_url))
@@ -73,10 +70,12 @@ def _run(
     risk.reader.start()
     processor = StreamProcessor(risk.spec(), connection)
     processor.start()
+    collector = CollectorPacing()
     try:
         while not stopping.is_set():
             risk.reader.poll()
             processor.poll(IDLE_WAIT)
+            collector.tick()
     finally:
         try:
             processor.stop()

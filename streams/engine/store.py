@@ -24,7 +24,7 @@ class UnboundWrite(RuntimeError):
     """A store was written outside the handling of a message: no partition owns the key."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChangelogRecord:
     """One changelog write: a key's newest value (None deletes it) in its partition."""
 

@@ -146,7 +146,7 @@ def _velocity_windows() -> dict[str, SlidingWindow]:
     return {suffix: SlidingWindow(seconds) for suffix, seconds in VELOCITY_WINDOWS.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Observation:
     """One payment as the feature store sees it."""
 
