@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CommitAnswer = Callable[[KafkaError | None, list[TopicPartition]], None]
 
 # Outputs are handed over as whole batches already; a longer linger would only add latency.
 LINGER_MS = 0.5
@@ -143,8 +144,11 @@ def _asked_until_answered(ask: Callable[[], T], timeout: float) -> T:
             time.sleep(0.1)
 
 
-def group_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> Consumer:
-    """A consumer-group member that commits by hand and starts new groups at the beginning."""
+def group_consumer(
+    bootstrap: str, group_id: str, session_timeout_ms: int, on_commit: CommitAnswer
+) -> Consumer:
+    """A consumer-group member that commits by hand and starts new groups at the beginning;
+    ``on_commit`` hears the broker's answer to every commit."""
     return Consumer(
         {
             **_common(bootstrap),
@@ -156,6 +160,7 @@ def group_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> Co
             "heartbeat.interval.ms": max(session_timeout_ms // 5, 500),
             # Partition p of every input comes to the same member: inputs stay co-partitioned.
             "partition.assignment.strategy": "range",
+            "on_commit": on_commit,
         }
     )
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from events.dead_letters import dead_letter_for_message
 from events.records import AvroRecord
@@ -124,7 +124,10 @@ class StreamProcessor:
         self._next_commit = time.monotonic() + COMMIT_INTERVAL
         self._due = [time.monotonic() + seconds for seconds, _ in spec.timers]
         self._consumer: Consumer = group_consumer(
-            connection.bootstrap, self.group_id, connection.session_timeout_ms
+            connection.bootstrap,
+            self.group_id,
+            connection.session_timeout_ms,
+            self._commit_answered,
         )
 
     def start(self) -> None:
@@ -141,7 +144,7 @@ class StreamProcessor:
             self._process(batch)
         self._run_timers()
         if time.monotonic() >= self._next_commit:
-            self.commit()
+            self.commit(wait=False)
         self.connection.producer.serve()
         return len(batch)
 
@@ -211,11 +214,14 @@ class StreamProcessor:
                 self.send(timer())
                 self._output.flush()
 
-    def commit(self) -> None:
+    def commit(self, wait: bool = True) -> None:
         """Wait for what was produced, then commit the positions it covers.
 
         A record the broker refused stops the processor with DeliveryFailed before anything
         past it is committed: the input is replayed by whoever takes the partitions next.
+        Without ``wait`` the commit request is sent and not waited for (the loop's periodic
+        commit: a lost one only means a longer replay); partitions leaving and a stopping
+        processor wait for theirs.
         """
         self._next_commit = time.monotonic() + COMMIT_INTERVAL
         positions = dict(self._positions)
@@ -224,13 +230,22 @@ class StreamProcessor:
         self.connection.producer.settle()
         offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in positions.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if wait:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
             # A rebalance is under way: the new owner replays from the last commit and the
             # handlers recognise the replay, so nothing is lost or counted twice.
             log.warning("%s: commit refused (%s); it will be replayed", self.spec.name, error)
             return
         self._committed = positions
+
+    def _commit_answered(self, error: KafkaError | None, _offsets: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            # An unwaited commit was refused: the next one sends every position again.
+            log.warning("%s: commit refused (%s); sent again next time", self.spec.name, error)
+            self._committed = {}
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions are about to leave: commit everything processed so far."""

@@ -86,7 +86,10 @@ def absent_features(dimension: str) -> FeatureValues:
     }
 
 
-_ABSENT = {dimension: absent_features(dimension) for dimension in DIMENSIONS}
+# Every dimension absent, in catalogue order: present ones then overwrite their own names.
+_ALL_ABSENT = {
+    name: value for dimension in DIMENSIONS for name, value in absent_features(dimension).items()
+}
 
 
 def payment_features(accepted: PaymentAccepted, profile: MerchantProfile | None) -> FeatureValues:
@@ -109,8 +112,8 @@ def assemble_features(
 ) -> FeatureValues:
     """Every feature of the catalogue: the payment's, then each dimension's snapshot."""
     features = payment_features(accepted, profile)
+    features.update(_ALL_ABSENT)
     for dimension in DIMENSIONS:
-        features.update(_ABSENT[dimension])
         snapshot = snapshots.get(dimension)
         if snapshot is not None:
             names = _prefixed(dimension, tuple(snapshot))
