@@ -132,30 +132,37 @@ def test_dropped_partitions_are_freed_without_the_collector() -> None:
     assert gc.collect() == 0
 
 
-def test_pacing_freezes_survivors_at_most_once_per_interval() -> None:
-    pacing = CollectorPacing(interval=3600)
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """Pacing sets the process's thresholds and freezes; other tests get them back."""
+    thresholds = gc.get_threshold()
     try:
-        pacing.tick()
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
-        survivors = [dataclasses.replace(request_payment()) for _ in range(100)]
-        pacing.tick()  # within the interval: nothing more frozen
-        assert gc.get_freeze_count() == frozen
-        del survivors
+        yield
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
+@pytest.mark.usefixtures("collector_restored")
+def test_pacing_freezes_survivors_at_most_once_per_interval() -> None:
+    pacing = CollectorPacing(interval=3600)
+    pacing.tick()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    survivors = [dataclasses.replace(request_payment()) for _ in range(100)]
+    pacing.tick()  # within the interval: nothing more frozen
+    assert gc.get_freeze_count() == frozen
+    del survivors
+
+
+@pytest.mark.usefixtures("collector_restored")
 def test_frozen_objects_are_still_freed_by_reference_counting() -> None:
     pipeline = Pipeline()
     for number in range(20):
         pipeline.pay(number)
     CollectorPacing(interval=0).tick()
-    try:
-        frozen = gc.get_freeze_count()
-        for store in pipeline.stores:
-            store.drop({0})
-        del pipeline
-        assert gc.get_freeze_count() < frozen
-    finally:
-        gc.unfreeze()
+    frozen = gc.get_freeze_count()
+    for store in pipeline.stores:
+        store.drop({0})
+    del pipeline
+    assert gc.get_freeze_count() < frozen
