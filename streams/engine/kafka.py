@@ -12,6 +12,7 @@ interpreter lock, so the worker's Python thread keeps to the records themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -63,6 +64,10 @@ class ProducerLink:
 
     def __init__(self, bootstrap: str, linger_ms: float = LINGER_MS) -> None:
         self._failure: KafkaError | None = None
+        # Records not yet acknowledged, per mark: ``mark`` closes one and opens the next.
+        self._unacked: dict[int, int] = {}
+        self._mark = 0
+        self._on_delivery = functools.partial(self._delivered, self._mark)
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -71,7 +76,6 @@ class ProducerLink:
                 "linger.ms": linger_ms,
                 # The Java client's partitioner: a key lands where every other client puts it.
                 "partitioner": "murmur2_random",
-                "on_delivery": self._delivered,
             }
         )
 
@@ -82,12 +86,28 @@ class ProducerLink:
         while True:
             try:
                 if partition is None:
-                    self._producer.produce(topic, value, key)
+                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
                 else:
-                    self._producer.produce(topic, value, key, partition)
-                return
+                    self._producer.produce(
+                        topic, value, key, partition, on_delivery=self._on_delivery
+                    )
+                break
             except BufferError:
                 self._producer.poll(0.05)
+        self._unacked[self._mark] = self._unacked.get(self._mark, 0) + 1
+
+    def mark(self) -> int:
+        """Close the current mark and return it; records produced from now on get the next."""
+        closed, self._mark = self._mark, self._mark + 1
+        self._on_delivery = functools.partial(self._delivered, self._mark)
+        return closed
+
+    def acknowledged(self, mark: int) -> bool:
+        """Whether every record produced before ``mark`` closed is acknowledged, without waiting;
+        raises DeliveryFailed once any record was refused."""
+        self._producer.poll(0)
+        self._check()
+        return all(open_mark > mark for open_mark in self._unacked)
 
     def serve(self) -> None:
         """Run the delivery reports that have arrived (cheap; call it once per batch)."""
@@ -96,8 +116,7 @@ class ProducerLink:
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every queued record is acknowledged; raises DeliveryFailed otherwise."""
         left = self._producer.flush(timeout)
-        if self._failure is not None:
-            raise DeliveryFailed(f"the broker refused a record: {self._failure}")
+        self._check()
         if left:
             raise DeliveryFailed(f"{left} records not acknowledged within {timeout:.0f} s")
 
@@ -112,7 +131,16 @@ class ProducerLink:
 
         return _asked_until_answered(ask, 10.0)
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise DeliveryFailed(f"the broker refused a record: {self._failure}")
+
+    def _delivered(self, mark: int, error: KafkaError | None, message: Message) -> None:
+        left = self._unacked[mark] - 1
+        if left:
+            self._unacked[mark] = left
+        else:
+            del self._unacked[mark]
         if error is not None and self._failure is None:
             log.error("record to %s not delivered: %s", message.topic(), error)
             self._failure = error

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -118,6 +119,10 @@ class StreamProcessor:
         self.group_id = f"{connection.namespace}.{spec.name}"
         self._positions: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
+        # The positions reached by each batch, with the producer mark its outputs closed, and
+        # the newest positions whose outputs are all acknowledged.
+        self._marked: deque[tuple[int, dict[tuple[str, int], int]]] = deque()
+        self._acknowledged: dict[tuple[str, int], int] = {}
         self._held: set[int] = set()
         self._watch = OffsetWatch(spec.name)
         self._output = OutputBuffer(connection.producer, connection.codec.encode, spec.bundles)
@@ -173,6 +178,7 @@ class StreamProcessor:
         self._send_changes()
         self._output.flush()
         self._positions.update(reached)
+        self._marked.append((self.connection.producer.mark(), dict(self._positions)))
 
     def _bind(self, partition: int | None) -> None:
         for store in self.spec.stores:
@@ -215,19 +221,23 @@ class StreamProcessor:
                 self._output.flush()
 
     def commit(self, wait: bool = True) -> None:
-        """Wait for what was produced, then commit the positions it covers.
+        """Commit the positions whose outputs are all acknowledged.
 
-        A record the broker refused stops the processor with DeliveryFailed before anything
-        past it is committed: the input is replayed by whoever takes the partitions next.
-        Without ``wait`` the commit request is sent and not waited for (the loop's periodic
-        commit: a lost one only means a longer replay); partitions leaving and a stopping
-        processor wait for theirs.
+        With ``wait`` (partitions leaving, the processor stopping) it waits for every output
+        and for the commit's answer. Without it (the loop's periodic commit) it waits for
+        neither: it commits the positions of the newest batch whose outputs are acknowledged
+        already, and a refused commit is sent again with the next. A record the broker refused
+        stops the processor with DeliveryFailed before anything past it is committed: the
+        input is replayed by whoever takes the partitions next.
         """
         self._next_commit = time.monotonic() + COMMIT_INTERVAL
-        positions = dict(self._positions)
+        if wait:
+            self.connection.producer.settle()
+            self._marked.clear()
+            self._acknowledged = dict(self._positions)
+        positions = self._acknowledged_positions()
         if positions == self._committed:
             return
-        self.connection.producer.settle()
         offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in positions.items()]
         try:
             if wait:
@@ -239,7 +249,15 @@ class StreamProcessor:
             # handlers recognise the replay, so nothing is lost or counted twice.
             log.warning("%s: commit refused (%s); it will be replayed", self.spec.name, error)
             return
-        self._committed = positions
+        self._committed = dict(positions)
+
+    def _acknowledged_positions(self) -> dict[tuple[str, int], int]:
+        """The positions of the newest batch whose outputs are all acknowledged; the batches
+        before it are forgotten."""
+        producer = self.connection.producer
+        while self._marked and producer.acknowledged(self._marked[0][0]):
+            self._acknowledged = self._marked.popleft()[1]
+        return self._acknowledged
 
     def _commit_answered(self, error: KafkaError | None, _offsets: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:
@@ -253,6 +271,7 @@ class StreamProcessor:
         for tp in partitions:
             self._positions.pop((tp.topic, tp.partition), None)
             self._committed.pop((tp.topic, tp.partition), None)
+            self._acknowledged.pop((tp.topic, tp.partition), None)
         self._watch.forget()
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
