@@ -119,8 +119,8 @@ class StreamProcessor:
         self.group_id = f"{connection.namespace}.{spec.name}"
         self._positions: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
-        # The positions reached by each batch, with the producer mark its outputs closed, and
-        # the newest positions whose outputs are all acknowledged.
+        # What each batch reached, with the producer mark its outputs closed, and the
+        # positions whose outputs are all acknowledged (every such batch's reach applied).
         self._marked: deque[tuple[int, dict[tuple[str, int], int]]] = deque()
         self._acknowledged: dict[tuple[str, int], int] = {}
         self._held: set[int] = set()
@@ -178,7 +178,7 @@ class StreamProcessor:
         self._send_changes()
         self._output.flush()
         self._positions.update(reached)
-        self._marked.append((self.connection.producer.mark(), dict(self._positions)))
+        self._marked.append((self.connection.producer.mark(), reached))
 
     def _bind(self, partition: int | None) -> None:
         for store in self.spec.stores:
@@ -198,7 +198,7 @@ class StreamProcessor:
         self.send(outgoing)
 
     def send(self, outgoing: Sequence[Outgoing]) -> None:
-        """Queue ``outgoing`` for the next flush; the commit after it waits for their acks."""
+        """Queue ``outgoing`` for the next flush; no commit covers them until they are acked."""
         for out in outgoing:
             if out.encoded is None:
                 self._output.add_record(out.topic, out.key, out.record)
@@ -252,11 +252,10 @@ class StreamProcessor:
         self._committed = dict(positions)
 
     def _acknowledged_positions(self) -> dict[tuple[str, int], int]:
-        """The positions of the newest batch whose outputs are all acknowledged; the batches
-        before it are forgotten."""
+        """The positions reached by every batch whose outputs are all acknowledged."""
         producer = self.connection.producer
         while self._marked and producer.acknowledged(self._marked[0][0]):
-            self._acknowledged = self._marked.popleft()[1]
+            self._acknowledged.update(self._marked.popleft()[1])
         return self._acknowledged
 
     def _commit_answered(self, error: KafkaError | None, _offsets: list[TopicPartition]) -> None:
