@@ -62,6 +62,9 @@ class TopicSpec:
     records: tuple[type[AvroRecord], ...]
     purpose: str
     ordering: str
+    # Whether a payment's progress waits for this topic's records. Records nobody waits for
+    # (changelogs, regrouped outcomes, alerts) may linger in the worker to travel in batches.
+    awaited: bool = True
 
     def config(self) -> dict[str, str]:
         """The topic-level configuration set when the topic is created."""
@@ -168,6 +171,7 @@ class TopicCatalogue:
             records=(RiskAlert,),
             purpose="Alerts of the post-transaction analysis, with the values that raised them.",
             ordering="Per merchant.",
+            awaited=False,
         )
         self.risk_features = TopicSpec(
             name=f"{namespace}.risk.features",
@@ -201,6 +205,7 @@ class TopicCatalogue:
             records=(MerchantOutcomeBatch, MerchantOutcome),
             purpose="Internal: payment outcomes regrouped by merchant for its health counters.",
             ordering="Per merchant.",
+            awaited=False,
         )
         self.intake_keys = _changelog(
             namespace, "intake-keys", partitions, "merchant/idempotency key", "commands"
@@ -216,6 +221,10 @@ class TopicCatalogue:
     def changelogs(self) -> tuple[TopicSpec, ...]:
         """The processors' state changelogs."""
         return (self.intake_keys, self.risk_cases, self.risk_feature_state, self.risk_health)
+
+    def unhurried(self) -> list[str]:
+        """The names of the topics no payment waits for."""
+        return [spec.name for spec in self.all() if not spec.awaited]
 
     def all(self) -> tuple[TopicSpec, ...]:
         """Every topic of the catalogue, in pipeline order."""
@@ -245,4 +254,5 @@ def _changelog(namespace: str, store: str, partitions: int, key: str, source: st
         records=(),
         purpose=f"Internal: the changelog of the {store} store; a null value deletes a key.",
         ordering="Per key; the newest value wins.",
+        awaited=False,
     )

@@ -38,7 +38,7 @@ def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WAR
     catalogue = TopicCatalogue(settings.namespace)
     asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
     codec = EventCodec(schema_catalogue(settings.schema_registry_url))
-    producer = ProducerLink(bootstrap)
+    producer = ProducerLink(bootstrap, unhurried=catalogue.unhurried())
     connection = Connection(
         bootstrap,
         settings.namespace,

@@ -6,6 +6,8 @@ interpreter lock, so the worker's Python thread keeps to the records themselves.
 
 - ``ProducerLink``: the idempotent producer, partitioning keys as every Kafka client does
   (murmur2), and remembering the first delivery that failed so nothing is committed past it.
+  Records nobody waits for (changelogs, say) go through a second producer that lets them
+  linger and sends them in larger batches.
 - ``group_consumer`` and ``plain_consumer``: consumers with the engine's settings.
 - ``Delivered``: a consumed record as plain attributes.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +29,15 @@ CommitAnswer = Callable[[KafkaError | None, list[TopicPartition]], None]
 
 # Outputs are handed over as whole batches already; a longer linger would only add latency.
 LINGER_MS = 0.5
+# For records no payment waits for. The client sends each partition's records as a request of
+# their own, and the broker's cost is mostly per request: lingering turns a worker's hundreds
+# of small changelog requests a second into a few large ones.
+UNHURRIED_LINGER_MS = 20.0
+# A busy worker's group fetch waits up to this long for data to gather rather than answering
+# each small write at once: a fetch names every input partition and costs the broker about the
+# same however little it returns. It adds at most this much to each hop.
+FETCH_WAIT_MS = 2
+FETCH_MIN_BYTES = 64 * 1024
 
 
 class DeliveryFailed(RuntimeError):
@@ -60,40 +71,47 @@ class Delivered:
 
 
 class ProducerLink:
-    """The idempotent producer of a worker, shared by its processors."""
+    """The idempotent producer of a worker, shared by its processors.
 
-    def __init__(self, bootstrap: str, linger_ms: float = LINGER_MS) -> None:
+    Records for ``unhurried`` topics go through a second client that lingers
+    ``unhurried_linger_ms``. A topic always goes through the same client, so each partition
+    keeps its order; marks and failures cover both.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        linger_ms: float = LINGER_MS,
+        unhurried: Collection[str] = (),
+        unhurried_linger_ms: float = UNHURRIED_LINGER_MS,
+    ) -> None:
         self._failure: KafkaError | None = None
         # Records not yet acknowledged, per mark: ``mark`` closes one and opens the next.
         self._unacked: dict[int, int] = {}
         self._mark = 0
         self._on_delivery = functools.partial(self._delivered, self._mark)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": linger_ms,
-                # The Java client's partitioner: a key lands where every other client puts it.
-                "partitioner": "murmur2_random",
-            }
-        )
+        self._producer = Producer(_producer_settings(bootstrap, linger_ms))
+        self._clients = [self._producer]
+        self._client_of: dict[str, Producer] = {}
+        if unhurried:
+            batching = Producer(_producer_settings(bootstrap, unhurried_linger_ms))
+            self._clients.append(batching)
+            self._client_of = dict.fromkeys(unhurried, batching)
 
     def produce(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         """Queue one record; waits for room when the local queue is full."""
+        client = self._client_of.get(topic, self._producer)
         while True:
             try:
                 if partition is None:
-                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                    client.produce(topic, value, key, on_delivery=self._on_delivery)
                 else:
-                    self._producer.produce(
-                        topic, value, key, partition, on_delivery=self._on_delivery
-                    )
+                    client.produce(topic, value, key, partition, on_delivery=self._on_delivery)
                 break
             except BufferError:
-                self._producer.poll(0.05)
+                client.poll(0.05)
         self._unacked[self._mark] = self._unacked.get(self._mark, 0) + 1
 
     def mark(self) -> int:
@@ -105,17 +123,19 @@ class ProducerLink:
     def acknowledged(self, mark: int) -> bool:
         """Whether every record produced before ``mark`` closed is acknowledged, without waiting;
         raises DeliveryFailed once any record was refused."""
-        self._producer.poll(0)
+        self.serve()
         self._check()
         return all(open_mark > mark for open_mark in self._unacked)
 
     def serve(self) -> None:
         """Run the delivery reports that have arrived (cheap; call it once per batch)."""
-        self._producer.poll(0)
+        for client in self._clients:
+            client.poll(0)
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every queued record is acknowledged; raises DeliveryFailed otherwise."""
-        left = self._producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        left = sum(client.flush(max(deadline - time.monotonic(), 0)) for client in self._clients)
         self._check()
         if left:
             raise DeliveryFailed(f"{left} records not acknowledged within {timeout:.0f} s")
@@ -144,6 +164,17 @@ class ProducerLink:
         if error is not None and self._failure is None:
             log.error("record to %s not delivered: %s", message.topic(), error)
             self._failure = error
+
+
+def _producer_settings(bootstrap: str, linger_ms: float) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        # The Java client's partitioner: a key lands where every other client puts it.
+        "partitioner": "murmur2_random",
+    }
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float) -> tuple[int, int]:
@@ -189,6 +220,8 @@ def group_consumer(
             # Partition p of every input comes to the same member: inputs stay co-partitioned.
             "partition.assignment.strategy": "range",
             "on_commit": on_commit,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            "fetch.min.bytes": FETCH_MIN_BYTES,
         }
     )
 

@@ -7,9 +7,10 @@ import time
 import uuid
 
 import pytest
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.engine.kafka import DeliveryFailed, ProducerLink
+from streams.engine.kafka import DeliveryFailed, ProducerLink, plain_consumer, watermarks
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +38,31 @@ def test_a_mark_is_acknowledged_once_its_records_are(catalogue_factory, kafka_bo
     assert second == first + 1
     assert producer.acknowledged(first)  # a later record does not hold an earlier mark back
     assert _eventually(lambda: producer.acknowledged(second))
+
+
+def test_unhurried_records_linger_without_holding_back_the_others(
+    catalogue_factory, kafka_bootstrap
+):
+    topics = catalogue_factory()
+    prompt, slow = topics.events.name, topics.risk_health.name
+    producer = ProducerLink(kafka_bootstrap, unhurried=[slow], unhurried_linger_ms=3_000)
+    reader = plain_consumer(kafka_bootstrap)
+
+    def written(topic: str) -> int:
+        return watermarks(reader, TopicPartition(topic, 0), 10.0)[1]
+
+    for number in range(20):
+        producer.produce(slow, b"k%d" % number, str(number).encode(), partition=0)
+        producer.produce(prompt, None, str(number).encode(), partition=0)
+    mark = producer.mark()
+    # The prompt records are on the broker while the unhurried ones still linger, and the mark
+    # waits for both.
+    assert _eventually(lambda: written(prompt) == 20, seconds=2.0)
+    assert written(slow) == 0
+    assert not producer.acknowledged(mark)
+    assert _eventually(lambda: producer.acknowledged(mark))
+    assert written(slow) == 20
+    reader.close()
 
 
 def _small_topic(bootstrap: str) -> str:

@@ -114,6 +114,23 @@ def test_internal_risk_topics_expire(topic):
     assert int(getattr(TopicCatalogue("paystream"), topic).config()["retention.ms"]) > 0
 
 
+def test_only_records_no_payment_waits_for_may_linger():
+    """A lingering topic on a payment's path would add the linger to every decision."""
+    catalogue = TopicCatalogue("paystream")
+    on_the_path = [
+        catalogue.commands,
+        catalogue.events,
+        catalogue.risk_features,
+        catalogue.risk_snapshots,
+        catalogue.reviews,
+        catalogue.dead_letters,
+    ]
+    unhurried = set(catalogue.unhurried())
+    assert unhurried.isdisjoint(spec.name for spec in on_the_path)
+    assert {spec.name for spec in catalogue.changelogs()} <= unhurried
+    assert catalogue.risk_outcomes.name in unhurried
+
+
 def test_rule_sets_are_one_ordered_partition():
     """Every worker must switch rule-set versions in the order they were published."""
     assert TopicCatalogue("paystream", partitions=12).rulesets.partitions == 1
