@@ -2,8 +2,9 @@
 
 Each processor owns a consumer group over its input topics (co-partitioned: partition ``p`` of
 every input goes to the same worker) and the state stores keyed the way its inputs are. A batch
-is handled message by message; the stores' changes go to their changelogs once per batch; the
-consumed offsets are committed only after every record produced up to them was acknowledged.
+is handled message by message, the most urgent input topics first (work that finishes a payment
+before work that starts one), each urgency's outputs sent as it ends; the stores' changes go to
+their changelogs once per batch; the consumed offsets are committed only after every record produced up to them was acknowledged.
 A crash therefore replays input but never loses output, and the handlers recognise replays
 (offsets kept in their store entries, ids derived from their inputs).
 
@@ -19,7 +20,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -36,6 +38,16 @@ from streams.engine.store import StateStore, restore
 
 log = logging.getLogger(__name__)
 
+
+class Topical(Protocol):
+    """Anything that names the topic it came from, as a consumed message does."""
+
+    def topic(self) -> str | None:
+        """The topic's name (None when the client reports an error without one)."""
+        ...
+
+
+M = TypeVar("M", bound=Topical)
 Handler = Callable[[Delivered, AvroRecord], list[Outgoing]]
 Timer = Callable[[], list[Outgoing]]
 COMMIT_INTERVAL = 1.0
@@ -58,6 +70,9 @@ class ProcessorSpec:
     timers: tuple[tuple[float, Timer], ...] = ()
     # Output record types sent as one bundle per destination partition and flush.
     bundles: tuple[Bundling, ...] = ()
+    # Input topics by urgency, lowest first; unlisted topics come after every listed one. A
+    # batch is handled one urgency at a time, each one's outputs sent before the next begins.
+    urgency: dict[str, int] = field(default_factory=dict)
 
 
 def combined(name: str, stages: Sequence[ProcessorSpec]) -> ProcessorSpec:
@@ -95,6 +110,7 @@ def combined(name: str, stages: Sequence[ProcessorSpec]) -> ProcessorSpec:
         on_assigned=assigned,
         timers=tuple(timer for stage in stages for timer in stage.timers),
         bundles=tuple(bundling for stage in stages for bundling in stage.bundles),
+        urgency={topic: rank for stage in stages for topic, rank in stage.urgency.items()},
     )
 
 
@@ -164,6 +180,21 @@ class StreamProcessor:
         # Positions move only once the batch's changelog writes are handed to the producer, so
         # a commit never covers a message whose state change was not sent.
         reached: dict[tuple[str, int], int] = {}
+        for messages in self._by_urgency(batch):
+            self._handle_all(messages, reached)
+            # Work that finishes a payment leaves now, not after the new work behind it.
+            self._output.flush()
+        self._send_changes()
+        self._output.flush()
+        self._positions.update(reached)
+        self._marked.append((self.connection.producer.mark(), reached))
+
+    def _by_urgency(self, batch: list[Message]) -> list[list[Message]]:
+        if not self.spec.urgency:
+            return [batch]
+        return by_urgency(batch, self.spec.urgency)
+
+    def _handle_all(self, batch: list[Message], reached: dict[tuple[str, int], int]) -> None:
         bound: int | None = None
         for raw in batch:
             if _failed(raw):
@@ -175,10 +206,6 @@ class StreamProcessor:
             self._handle(message)
             reached[message.topic, message.partition] = message.offset + 1
         self._bind(None)
-        self._send_changes()
-        self._output.flush()
-        self._positions.update(reached)
-        self._marked.append((self.connection.producer.mark(), reached))
 
     def _bind(self, partition: int | None) -> None:
         for store in self.spec.stores:
@@ -291,6 +318,17 @@ class StreamProcessor:
             restored,
             time.monotonic() - began,
         )
+
+
+def by_urgency(batch: Sequence[M], urgency: dict[str, int]) -> list[list[M]]:
+    """``batch`` in groups of equal urgency, most urgent first, unlisted topics last. Each
+    group keeps the batch's order, and all messages of a topic fall in one group: every
+    partition's order is kept."""
+    least = max(urgency.values(), default=0) + 1
+    groups: dict[int, list[M]] = {}
+    for message in batch:
+        groups.setdefault(urgency.get(message.topic() or "", least), []).append(message)
+    return [groups[rank] for rank in sorted(groups)]
 
 
 def _failed(message: Message) -> bool:

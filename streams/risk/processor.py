@@ -129,6 +129,9 @@ class RiskProcessors:
                 Bundling(FeatureRequest, _request_rows),
                 Bundling(MerchantOutcome, _outcome_batch),
             ),
+            # Snapshots and reviews finish payments: they go before the commands that start new
+            # ones.
+            urgency={topics.risk_snapshots.name: 0, topics.reviews.name: 0},
         )
         features = ProcessorSpec(
             FEATURES,
@@ -136,6 +139,7 @@ class RiskProcessors:
             self._on_feature_input,
             stores=(self.features,),
             bundles=(Bundling(FeatureSnapshot, _snapshot_rows),),
+            urgency={topics.risk_features.name: 1},
         )
         health = ProcessorSpec(
             HEALTH, (topics.risk_outcomes,), self._on_health_input, stores=(self.health,)
