@@ -4,9 +4,10 @@ Each processor owns a consumer group over its input topics (co-partitioned: part
 every input goes to the same worker) and the state stores keyed the way its inputs are. A batch
 is handled message by message, the most urgent input topics first (work that finishes a payment
 before work that starts one), each urgency's outputs sent as it ends; the stores' changes go to
-their changelogs once per batch; the consumed offsets are committed only after every record produced up to them was acknowledged.
-A crash therefore replays input but never loses output, and the handlers recognise replays
-(offsets kept in their store entries, ids derived from their inputs).
+their changelogs once per batch; the consumed offsets are committed only after every record
+produced up to them was acknowledged. A crash therefore replays input but never loses output,
+and the handlers recognise replays (offsets kept in their store entries, ids derived from their
+inputs).
 
 A processor runs in its worker's one thread: ``poll`` handles what arrived, runs the timers
 that are due and commits when it is time. Rebalance callbacks come from inside ``poll``, between
