@@ -102,12 +102,15 @@ class HealthDesk:
 
 
 class HealthEntries:
-    """The store codec of health entries: the live ``HealthWindows`` as its dict."""
+    """The store codec of health entries: the live ``HealthWindows`` as its row."""
 
     def to_json(self, entry: Entry) -> Entry:
-        """The entry with its windows as a dict."""
-        return {**entry, "health": entry["health"].to_dict()}
+        """The entry with its windows as a row, serialised at once by the store."""
+        return {**entry, "health": entry["health"].to_row()}
 
     def from_json(self, data: Entry) -> Entry:
-        """The entry with its windows live again."""
-        return {**data, "health": HealthWindows.from_dict(data["health"])}
+        """The entry with its windows live again (a dict: a changelog written before rows)."""
+        health = data["health"]
+        if isinstance(health, dict):
+            return {**data, "health": HealthWindows.from_dict(health)}
+        return {**data, "health": HealthWindows.from_row(health)}

@@ -72,15 +72,18 @@ class FeatureDesk:
 
 
 class FeatureEntries:
-    """The store codec of feature entries: the live ``DimensionState`` as its dict."""
+    """The store codec of feature entries: the live ``DimensionState`` as its row."""
 
     def to_json(self, entry: Entry) -> Entry:
-        """The entry with its state as a dict."""
-        return {**entry, "state": entry["state"].to_dict()}
+        """The entry with its state as a row, serialised at once by the store."""
+        return {**entry, "state": entry["state"].to_row()}
 
     def from_json(self, data: Entry) -> Entry:
-        """The entry with its state live again."""
-        return {**data, "state": DimensionState.from_dict(data["state"])}
+        """The entry with its state live again (a dict: a changelog written before rows)."""
+        state = data["state"]
+        if isinstance(state, dict):
+            return {**data, "state": DimensionState.from_dict(state)}
+        return {**data, "state": DimensionState.from_row(state)}
 
 
 def _observation(request: FeatureRequest) -> Observation:

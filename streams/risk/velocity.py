@@ -133,10 +133,20 @@ class SlidingWindow:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlidingWindow:
         """The window ``to_dict`` described."""
-        window = cls(data["width_s"])
-        window.indices = list(data["index"])
-        window.counts = list(data["count"])
-        window.amounts = list(data["sum"])
+        return cls.from_row([data["width_s"], data["index"], data["count"], data["sum"]])
+
+    def to_row(self) -> list[Any]:
+        """``[width_s, indices, counts, sums]`` holding the window's own lists: for a caller that
+        serialises it at once (the changelog writes one per update), where copies would be
+        wasted."""
+        return [self.width_seconds, self.indices, self.counts, self.amounts]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> SlidingWindow:
+        """The window ``to_row`` described."""
+        width_seconds, indices, counts, amounts = row
+        window = cls(width_seconds)
+        window.indices, window.counts, window.amounts = list(indices), list(counts), list(amounts)
         window.count = sum(window.counts)
         window.amount = sum(window.amounts)
         return window
@@ -306,6 +316,42 @@ class DimensionState:
             },
         )
 
+    def to_row(self) -> list[Any]:
+        """The entry as one JSON-able row holding its own containers (see ``SlidingWindow.to_row``):
+        ``[dimension, clock_ms, payments, usual, reserved, windows, seen]``."""
+        windows = {
+            currency: {suffix: window.to_row() for suffix, window in by_suffix.items()}
+            for currency, by_suffix in self.windows.items()
+        }
+        # ``seen`` goes as objects: the JSON library keeps their order (least recently seen
+        # first), both ways.
+        return [
+            self.dimension,
+            self.clock_ms,
+            self.payments,
+            self.usual,
+            self.reserved,
+            windows,
+            self.seen,
+        ]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> DimensionState:
+        """The entry ``to_row`` described (its containers freshly read, so kept as they are)."""
+        dimension, clock_ms, payments, usual, reserved, windows, seen = row
+        return cls(
+            dimension,
+            clock_ms,
+            payments,
+            usual,
+            reserved,
+            {
+                currency: {suffix: SlidingWindow.from_row(w) for suffix, w in by_suffix.items()}
+                for currency, by_suffix in windows.items()
+            },
+            seen,
+        )
+
 
 def _sight(last_seen: dict[str, int], value: str | None, now: int) -> None:
     """Note ``value`` as seen at ``now``, then forget what no window or the cap keeps."""
@@ -406,5 +452,26 @@ class HealthWindows:
             windows={
                 kind: {suffix: SlidingWindow.from_dict(w) for suffix, w in windows.items()}
                 for kind, windows in data["windows"].items()
+            },
+        )
+
+    def to_row(self) -> list[Any]:
+        """``[clock_ms, {kind: {suffix: window row}}]``, holding the windows' own lists (see
+        ``SlidingWindow.to_row``)."""
+        windows = {
+            kind: {suffix: window.to_row() for suffix, window in by_suffix.items()}
+            for kind, by_suffix in self.windows.items()
+        }
+        return [self.clock_ms, windows]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> HealthWindows:
+        """The windows ``to_row`` described."""
+        clock_ms, windows = row
+        return cls(
+            clock_ms=clock_ms,
+            windows={
+                kind: {suffix: SlidingWindow.from_row(w) for suffix, w in by_suffix.items()}
+                for kind, by_suffix in windows.items()
             },
         )

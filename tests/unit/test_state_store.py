@@ -90,3 +90,17 @@ def test_health_entries_survive_the_changelog_round_trip():
     codec = HealthEntries()
     data = orjson.loads(orjson.dumps(codec.to_json(entry), option=orjson.OPT_NON_STR_KEYS))
     assert codec.from_json(data) == entry
+
+
+def test_entries_changelogged_in_the_dict_layout_still_restore():
+    """Changelogs written before entries became rows hold dicts; a restore reads both."""
+    state = DimensionState.new("user")
+    state.observe(Observation(1_700_000_000_000, 500, "CNY", "2023-11-15", {"device": "d-1"}))
+    entry = {"position": 7, "state": state, "last_payment": "p-1", "last_features": {}}
+    old = orjson.loads(orjson.dumps({**entry, "state": state.to_dict()}))
+    assert FeatureEntries().from_json(old) == entry
+    health = HealthWindows.new()
+    health.record("payments", 1_700_000_000_000)
+    kept = {"offset": 3, "health": health, "active": []}
+    old = orjson.loads(orjson.dumps({**kept, "health": health.to_dict()}))
+    assert HealthEntries().from_json(old) == kept

@@ -261,6 +261,28 @@ def test_state_round_trips_through_json_and_keeps_behaving_the_same():
     assert copy.to_dict() == user.to_dict()
 
 
+def test_state_round_trips_through_its_changelog_row():
+    user = DimensionState.new("user")
+    for number, device in enumerate(["d9", "d1", "d5", "d1"]):  # not in sorted order
+        user.observe(pay(T0 + number * SECOND, 100 + number, device=device, account="a1"))
+    user.observe(pay(T0 + 9 * SECOND, 70, "USD"))
+    copy = DimensionState.from_row(json.loads(json.dumps(user.to_row())))
+    assert copy == user
+    # The order of sightings decides which value is forgotten first: it must survive.
+    assert list(copy.seen["device"]) == ["d9", "d5", "d1"]
+    step = pay(T0 + 20 * SECOND, 70, "USD", device="d2", account="a2")
+    assert copy.observe(step) == user.observe(step)
+
+
+def test_health_round_trips_through_its_changelog_row():
+    health = HealthWindows.new()
+    health.record("payments", T0)
+    health.record("declines", T0 + DAY)
+    copy = HealthWindows.from_row(json.loads(json.dumps(health.to_row())))
+    assert copy == health
+    assert copy.features(T0 + DAY) == health.features(T0 + DAY)
+
+
 def test_to_dict_layout():
     user = DimensionState.new("user")
     user.observe(pay(T0, 100, device="d1", date="2024-05-01"))
