@@ -62,9 +62,10 @@ class TopicSpec:
     records: tuple[type[AvroRecord], ...]
     purpose: str
     ordering: str
-    # Whether a payment's progress waits for this topic's records. Records nobody waits for
-    # (changelogs, regrouped outcomes, alerts) may linger in the worker to travel in batches.
-    awaited: bool = True
+    # Whether the worker sends this topic's records at once. Records of other topics linger to
+    # travel in larger batches: no payment waits for them and nothing depends on their order
+    # against other topics' records.
+    prompt: bool = True
 
     def config(self) -> dict[str, str]:
         """The topic-level configuration set when the topic is created."""
@@ -171,7 +172,7 @@ class TopicCatalogue:
             records=(RiskAlert,),
             purpose="Alerts of the post-transaction analysis, with the values that raised them.",
             ordering="Per merchant.",
-            awaited=False,
+            prompt=False,
         )
         self.risk_features = TopicSpec(
             name=f"{namespace}.risk.features",
@@ -205,12 +206,17 @@ class TopicCatalogue:
             records=(MerchantOutcomeBatch, MerchantOutcome),
             purpose="Internal: payment outcomes regrouped by merchant for its health counters.",
             ordering="Per merchant.",
-            awaited=False,
+            prompt=False,
         )
+        # The intake keys and the cases are what stops a command replayed after a crash from
+        # being fanned out to the feature store again (where it would count twice): their
+        # changelogs go as promptly as the fan-out they guard.
         self.intake_keys = _changelog(
-            namespace, "intake-keys", partitions, "merchant/idempotency key", "commands"
+            namespace, "intake-keys", partitions, "merchant/idempotency key", "commands", True
         )
-        self.risk_cases = _changelog(namespace, "risk-cases", partitions, "payment_id", "events")
+        self.risk_cases = _changelog(
+            namespace, "risk-cases", partitions, "payment_id", "events", True
+        )
         self.risk_feature_state = _changelog(
             namespace, "risk-features", partitions, "'<dimension>:<value>'", "risk.features"
         )
@@ -224,7 +230,7 @@ class TopicCatalogue:
 
     def unhurried(self) -> list[str]:
         """The names of the topics no payment waits for."""
-        return [spec.name for spec in self.all() if not spec.awaited]
+        return [spec.name for spec in self.all() if not spec.prompt]
 
     def all(self) -> tuple[TopicSpec, ...]:
         """Every topic of the catalogue, in pipeline order."""
@@ -243,7 +249,9 @@ class TopicCatalogue:
         )
 
 
-def _changelog(namespace: str, store: str, partitions: int, key: str, source: str) -> TopicSpec:
+def _changelog(
+    namespace: str, store: str, partitions: int, key: str, source: str, prompt: bool = False
+) -> TopicSpec:
     """The compacted changelog of one processor's state store."""
     return TopicSpec(
         name=f"{namespace}.state.{store}",
@@ -254,5 +262,5 @@ def _changelog(namespace: str, store: str, partitions: int, key: str, source: st
         records=(),
         purpose=f"Internal: the changelog of the {store} store; a null value deletes a key.",
         ordering="Per key; the newest value wins.",
-        awaited=False,
+        prompt=prompt,
     )

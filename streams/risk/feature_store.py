@@ -36,7 +36,11 @@ class FeatureDesk:
         """Observe the payment and send this dimension's features back to its case."""
         key = entry_key(request.dimension, request.value)
         entry = self._entries.get(key)
-        if entry is not None and position <= entry["position"]:
+        # A request sent again from a new position: a command replayed after a crash whose
+        # case had not reached its changelog is fanned out a second time.
+        if entry is not None and (
+            position <= entry["position"] or request.payment_id == entry["last_payment"]
+        ):
             return self._repeat(entry, request)
         state = entry["state"] if entry else DimensionState.new(request.dimension)
         features = state.observe(_observation(request))

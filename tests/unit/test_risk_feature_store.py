@@ -115,6 +115,21 @@ def test_request_redelivered_at_an_applied_offset_is_not_counted_twice():
     assert following.features["daily_amount"] == 800
 
 
+def test_a_payment_fanned_out_again_at_a_new_offset_is_not_counted_twice():
+    """A command replayed after a crash, whose case never reached the changelog, sends its
+    requests again: they arrive at new offsets, after the ones already counted."""
+    entries: dict = {}
+    desk = FeatureDesk(entries, TOPICS)
+    desk.on_request(device_request("p-1", T0, 300), 41)
+    answer = desk.on_request(device_request("p-2", T0 + timedelta(seconds=10), 500), 42)
+    counted = copy.deepcopy(entries)
+
+    again = desk.on_request(device_request("p-2", T0 + timedelta(seconds=10), 500), 57)
+
+    assert again == answer
+    assert entries == counted
+
+
 def test_release_lowers_the_next_payments_daily_amount_once():
     desk = FeatureDesk({}, TOPICS)
     kept = device_request("p-1", T0, 1_000)

@@ -115,7 +115,8 @@ def test_internal_risk_topics_expire(topic):
 
 
 def test_only_records_no_payment_waits_for_may_linger():
-    """A lingering topic on a payment's path would add the linger to every decision."""
+    """A lingering topic on a payment's path would add the linger to every decision; lingering
+    intake keys or cases would let a command replayed after a crash fan out twice."""
     catalogue = TopicCatalogue("paystream")
     on_the_path = [
         catalogue.commands,
@@ -124,10 +125,12 @@ def test_only_records_no_payment_waits_for_may_linger():
         catalogue.risk_snapshots,
         catalogue.reviews,
         catalogue.dead_letters,
+        catalogue.intake_keys,
+        catalogue.risk_cases,
     ]
     unhurried = set(catalogue.unhurried())
     assert unhurried.isdisjoint(spec.name for spec in on_the_path)
-    assert {spec.name for spec in catalogue.changelogs()} <= unhurried
+    assert {catalogue.risk_feature_state.name, catalogue.risk_health.name} <= unhurried
     assert catalogue.risk_outcomes.name in unhurried
 
 
