@@ -229,7 +229,7 @@ class TopicCatalogue:
         return (self.intake_keys, self.risk_cases, self.risk_feature_state, self.risk_health)
 
     def unhurried(self) -> list[str]:
-        """The names of the topics no payment waits for."""
+        """The names of the topics whose records may linger (see ``TopicSpec.prompt``)."""
         return [spec.name for spec in self.all() if not spec.prompt]
 
     def all(self) -> tuple[TopicSpec, ...]:

@@ -6,8 +6,8 @@ interpreter lock, so the worker's Python thread keeps to the records themselves.
 
 - ``ProducerLink``: the idempotent producer, partitioning keys as every Kafka client does
   (murmur2), and remembering the first delivery that failed so nothing is committed past it.
-  Records nobody waits for (changelogs, say) go through a second producer that lets them
-  linger and sends them in larger batches.
+  Records nobody waits for (the feature store's changelog, say) go through a second producer
+  that lets them linger and sends them in larger batches.
 - ``group_consumer`` and ``plain_consumer``: consumers with the engine's settings.
 - ``Delivered``: a consumed record as plain attributes.
 """

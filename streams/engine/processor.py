@@ -195,9 +195,9 @@ class StreamProcessor:
             return [batch]
         return by_urgency(batch, self.spec.urgency)
 
-    def _handle_all(self, batch: list[Message], reached: dict[tuple[str, int], int]) -> None:
+    def _handle_all(self, messages: list[Message], reached: dict[tuple[str, int], int]) -> None:
         bound: int | None = None
-        for raw in batch:
+        for raw in messages:
             if _failed(raw):
                 continue
             message = Delivered.of(raw)

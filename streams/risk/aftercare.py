@@ -17,10 +17,10 @@ from events.identity import derived_id
 from events.risk_records import MerchantOutcome, MerchantRatingChanged, RiskAlert
 from events.topics import TopicCatalogue
 from streams.engine.outgoing import Outgoing
+from streams.risk.health_windows import HealthWindows
 from streams.risk.merchants import downgraded
 from streams.risk.ruleset import FiredAlert, evaluate_alerts
 from streams.risk.state import RiskState
-from streams.risk.velocity import HealthWindows
 
 Entry = dict[str, Any]
 

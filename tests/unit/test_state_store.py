@@ -9,7 +9,8 @@ from events.topics import TopicCatalogue
 from streams.engine.store import ChangelogRecord, StateStore, UnboundWrite
 from streams.risk.aftercare import HealthEntries
 from streams.risk.feature_store import FeatureEntries
-from streams.risk.velocity import DimensionState, HealthWindows, Observation
+from streams.risk.health_windows import HealthWindows
+from streams.risk.velocity import DimensionState, Observation
 
 CHANGELOG = TopicCatalogue("unit").intake_keys
 

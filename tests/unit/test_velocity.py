@@ -21,13 +21,8 @@ from streams.risk.features import (
     VELOCITY_WINDOWS,
     dimension_features,
 )
-from streams.risk.velocity import (
-    HEALTH_KINDS,
-    DimensionState,
-    HealthWindows,
-    Observation,
-    SlidingWindow,
-)
+from streams.risk.health_windows import HEALTH_KINDS, HealthWindows
+from streams.risk.velocity import DimensionState, Observation, SlidingWindow
 
 SECOND = 1_000
 MINUTE = 60 * SECOND
