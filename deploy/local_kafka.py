@@ -115,8 +115,15 @@ def choose_ports(recorded: tuple[int, int] | None = None) -> tuple[int, int]:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Never one starting with "-", as Kafka's own ids never do: the storage tool would take it
+    for an option (one format in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _command_line(pid: int) -> list[str]:
