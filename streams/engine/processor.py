@@ -181,10 +181,15 @@ class StreamProcessor:
         # Positions move only once the batch's changelog writes are handed to the producer, so
         # a commit never covers a message whose state change was not sent.
         reached: dict[tuple[str, int], int] = {}
-        for messages in self._by_urgency(batch):
+        groups = self._by_urgency(batch)
+        for number, messages in enumerate(groups, start=1):
             self._handle_all(messages, reached)
-            # Work that finishes a payment leaves now, not after the new work behind it.
-            self._output.flush()
+            # Work that finishes a payment leaves now, not after the new work behind it. The
+            # last group's outputs leave with the batch's changelog records instead: new work
+            # (a case opened, its requests sent) should not reach the broker well ahead of the
+            # state change that remembers it.
+            if number < len(groups):
+                self._output.flush()
         self._send_changes()
         self._output.flush()
         self._positions.update(reached)
