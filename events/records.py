@@ -42,32 +42,25 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-_ENUM_FIELDS: dict[str, dict[str, type[StrEnum]]] = {}
-
-
-def _enum_fields(cls: type) -> dict[str, type[StrEnum]]:
-    # Resolved once per class: get_type_hints evaluates the string annotations.
-    if cls.__qualname__ not in _ENUM_FIELDS:
-        _ENUM_FIELDS[cls.__qualname__] = {
-            name: hint
-            for name, hint in typing.get_type_hints(cls).items()
-            if isinstance(hint, type) and issubclass(hint, StrEnum)
-        }
-    return _ENUM_FIELDS[cls.__qualname__]
-
-
 _FIELD_PLANS: dict[type, tuple[tuple[str, type[StrEnum] | None], ...]] = {}
 
 
 def _field_plan(cls: type) -> tuple[tuple[str, type[StrEnum] | None], ...]:
     """Each field's name with its enum type (None for others), worked out once per class:
-    records are converted by the thousand a second."""
+    records are converted by the thousand a second, and get_type_hints evaluates the string
+    annotations."""
     plan = _FIELD_PLANS.get(cls)
     if plan is None:
-        enums = _enum_fields(cls)
-        plan = tuple((field.name, enums.get(field.name)) for field in dataclasses.fields(cls))
+        hints = typing.get_type_hints(cls)
+        plan = tuple(
+            (field.name, _enum_type(hints[field.name])) for field in dataclasses.fields(cls)
+        )
         _FIELD_PLANS[cls] = plan
     return plan
+
+
+def _enum_type(hint: Any) -> type[StrEnum] | None:
+    return hint if isinstance(hint, type) and issubclass(hint, StrEnum) else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

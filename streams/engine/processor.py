@@ -181,7 +181,7 @@ class StreamProcessor:
         # Positions move only once the batch's changelog writes are handed to the producer, so
         # a commit never covers a message whose state change was not sent.
         reached: dict[tuple[str, int], int] = {}
-        groups = self._by_urgency(batch)
+        groups = by_urgency(batch, self.spec.urgency)
         for number, messages in enumerate(groups, start=1):
             self._handle_all(messages, reached)
             # Work that finishes a payment leaves now, not after the new work behind it. The
@@ -194,11 +194,6 @@ class StreamProcessor:
         self._output.flush()
         self._positions.update(reached)
         self._marked.append((self.connection.producer.mark(), reached))
-
-    def _by_urgency(self, batch: list[Message]) -> list[list[Message]]:
-        if not self.spec.urgency:
-            return [batch]
-        return by_urgency(batch, self.spec.urgency)
 
     def _handle_all(self, messages: list[Message], reached: dict[tuple[str, int], int]) -> None:
         bound: int | None = None
@@ -273,6 +268,7 @@ class StreamProcessor:
             return
         offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in positions.items()]
         try:
+            # Two calls, not one with ``asynchronous=not wait``: the client types each form.
             if wait:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             else:
@@ -330,7 +326,9 @@ def by_urgency(batch: Sequence[M], urgency: dict[str, int]) -> list[list[M]]:
     """``batch`` in groups of equal urgency, most urgent first, unlisted topics last. Each
     group keeps the batch's order, and all messages of a topic fall in one group: every
     partition's order is kept."""
-    least = max(urgency.values(), default=0) + 1
+    if not urgency:
+        return [list(batch)]
+    least = max(urgency.values()) + 1
     groups: dict[int, list[M]] = {}
     for message in batch:
         groups.setdefault(urgency.get(message.topic() or "", least), []).append(message)

@@ -109,8 +109,5 @@ class HealthEntries:
         return {**entry, "health": entry["health"].to_row()}
 
     def from_json(self, data: Entry) -> Entry:
-        """The entry with its windows live again (a dict: a changelog written before rows)."""
-        health = data["health"]
-        if isinstance(health, dict):
-            return {**data, "health": HealthWindows.from_dict(health)}
-        return {**data, "health": HealthWindows.from_row(health)}
+        """The entry with its windows live again."""
+        return {**data, "health": HealthWindows.from_stored(data["health"])}

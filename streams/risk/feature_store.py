@@ -83,11 +83,8 @@ class FeatureEntries:
         return {**entry, "state": entry["state"].to_row()}
 
     def from_json(self, data: Entry) -> Entry:
-        """The entry with its state live again (a dict: a changelog written before rows)."""
-        state = data["state"]
-        if isinstance(state, dict):
-            return {**data, "state": DimensionState.from_dict(state)}
-        return {**data, "state": DimensionState.from_row(state)}
+        """The entry with its state live again."""
+        return {**data, "state": DimensionState.from_stored(data["state"])}
 
 
 def _observation(request: FeatureRequest) -> Observation:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.risk.features import HEALTH_WINDOWS
-from streams.risk.velocity import SlidingWindow
+from streams.risk.velocity import SlidingWindow, regrouped
 
 HEALTH_KINDS = ("payments", "approved", "declines", "refunds", "chargebacks")
 JsonDict = dict[str, Any]
@@ -80,40 +80,28 @@ class HealthWindows:
         """``{"clock_ms": ..., "windows": {kind: {suffix: window}}}``, windows as ``to_dict``."""
         return {
             "clock_ms": self.clock_ms,
-            "windows": {
-                kind: {suffix: window.to_dict() for suffix, window in windows.items()}
-                for kind, windows in self.windows.items()
-            },
+            "windows": regrouped(self.windows, SlidingWindow.to_dict),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HealthWindows:
         """The windows ``to_dict`` described."""
-        return cls(
-            clock_ms=data["clock_ms"],
-            windows={
-                kind: {suffix: SlidingWindow.from_dict(w) for suffix, w in windows.items()}
-                for kind, windows in data["windows"].items()
-            },
-        )
+        return cls(data["clock_ms"], regrouped(data["windows"], SlidingWindow.from_dict))
 
     def to_row(self) -> list[Any]:
         """``[clock_ms, {kind: {suffix: window row}}]``, holding the windows' own lists (see
         ``SlidingWindow.to_row``)."""
-        windows = {
-            kind: {suffix: window.to_row() for suffix, window in by_suffix.items()}
-            for kind, by_suffix in self.windows.items()
-        }
-        return [self.clock_ms, windows]
+        return [self.clock_ms, regrouped(self.windows, SlidingWindow.to_row)]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> HealthWindows:
         """The windows ``to_row`` described."""
         clock_ms, windows = row
-        return cls(
-            clock_ms=clock_ms,
-            windows={
-                kind: {suffix: SlidingWindow.from_row(w) for suffix, w in by_suffix.items()}
-                for kind, by_suffix in windows.items()
-            },
-        )
+        return cls(clock_ms, regrouped(windows, SlidingWindow.from_row))
+
+    @classmethod
+    def from_stored(cls, stored: list[Any] | Mapping[str, Any]) -> HealthWindows:
+        """The windows from their row, or from their dict (a changelog written before rows)."""
+        if isinstance(stored, list):
+            return cls.from_row(stored)
+        return cls.from_dict(stored)

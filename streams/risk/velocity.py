@@ -14,9 +14,9 @@ for good, and every count is exact for the documented bucket boundaries.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.risk.features import DISTINCT_WINDOWS, PARTNERS, VELOCITY_WINDOWS
 
@@ -149,6 +149,21 @@ class SlidingWindow:
         window.count = sum(window.counts)
         window.amount = sum(window.amounts)
         return window
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def regrouped(
+    groups: Mapping[str, Mapping[str, T]], convert: Callable[[T], U]
+) -> dict[str, dict[str, U]]:
+    """Windows grouped twice, as entries keep them (by currency or kind, then window suffix),
+    with ``convert`` applied to each: to or from their dicts or rows."""
+    return {
+        name: {suffix: convert(item) for suffix, item in by_suffix.items()}
+        for name, by_suffix in groups.items()
+    }
 
 
 def _velocity_windows() -> dict[str, SlidingWindow]:
@@ -285,10 +300,7 @@ class DimensionState:
             "payments": self.payments,
             "usual": {currency: list(history) for currency, history in self.usual.items()},
             "reserved": {date: dict(amounts) for date, amounts in self.reserved.items()},
-            "windows": {
-                currency: {suffix: window.to_dict() for suffix, window in windows.items()}
-                for currency, windows in self.windows.items()
-            },
+            "windows": regrouped(self.windows, SlidingWindow.to_dict),
             # Lists, not an object: their order (least recently seen first) decides evictions.
             "seen": {
                 partner: {"values": list(last_seen), "last_seen_ms": list(last_seen.values())}
@@ -305,10 +317,7 @@ class DimensionState:
             payments=data["payments"],
             usual={currency: list(history) for currency, history in data["usual"].items()},
             reserved={date: dict(amounts) for date, amounts in data["reserved"].items()},
-            windows={
-                currency: {suffix: SlidingWindow.from_dict(w) for suffix, w in windows.items()}
-                for currency, windows in data["windows"].items()
-            },
+            windows=regrouped(data["windows"], SlidingWindow.from_dict),
             seen={
                 partner: dict(zip(seen["values"], seen["last_seen_ms"], strict=True))
                 for partner, seen in data["seen"].items()
@@ -318,10 +327,7 @@ class DimensionState:
     def to_row(self) -> list[Any]:
         """The entry as one JSON-able row holding its own containers (see ``SlidingWindow.to_row``):
         ``[dimension, clock_ms, payments, usual, reserved, windows, seen]``."""
-        windows = {
-            currency: {suffix: window.to_row() for suffix, window in by_suffix.items()}
-            for currency, by_suffix in self.windows.items()
-        }
+        windows = regrouped(self.windows, SlidingWindow.to_row)
         # ``seen`` goes as objects: the JSON library keeps their order (least recently seen
         # first), both ways.
         return [
@@ -344,12 +350,16 @@ class DimensionState:
             payments,
             usual,
             reserved,
-            {
-                currency: {suffix: SlidingWindow.from_row(w) for suffix, w in by_suffix.items()}
-                for currency, by_suffix in windows.items()
-            },
+            regrouped(windows, SlidingWindow.from_row),
             seen,
         )
+
+    @classmethod
+    def from_stored(cls, stored: list[Any] | Mapping[str, Any]) -> DimensionState:
+        """The entry from its row, or from its dict (a changelog written before rows)."""
+        if isinstance(stored, list):
+            return cls.from_row(stored)
+        return cls.from_dict(stored)
 
 
 def _sight(last_seen: dict[str, int], value: str | None, now: int) -> None:
