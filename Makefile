@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := paystream events streams projections schemas deploy tests
+SOURCES := paystream events streams projections channels schemas deploy tests
 
 .PHONY: demo test lint docs install clean
 

@@ -52,3 +52,29 @@ class Money:
         units, minor = divmod(abs(self.amount_minor), 10**exponent)
         fraction = f".{minor:0{exponent}d}" if exponent else ""
         return f"{sign}{units}{fraction} {self.currency}"
+
+
+def decimal_text(amount_minor: int, currency: str) -> str:
+    """The amount as the channels write it, in major units with every minor digit: 1999 CNY is
+    '19.99', 5 JPY is '5'."""
+    exponent = currency_exponent(currency)
+    sign = "-" if amount_minor < 0 else ""
+    units, minor = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{units}.{minor:0{exponent}d}" if exponent else f"{sign}{units}"
+
+
+class MalformedAmount(ValueError):
+    """A decimal amount that is not a whole number of the currency's minor units."""
+
+
+def parse_decimal_text(text: str, currency: str) -> int:
+    """Minor units of a channel's decimal amount ('19.99' CNY is 1999), read exactly, never
+    through a float; raises MalformedAmount for text that is not such an amount."""
+    exponent = currency_exponent(currency)
+    body = text.strip()
+    sign = -1 if body.startswith("-") else 1
+    units, _, fraction = body.lstrip("-").partition(".")
+    if not units.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > exponent:
+        raise MalformedAmount(f"{text!r} is not an amount in {currency}")
+    scale: int = 10**exponent
+    return sign * (int(units) * scale + int(fraction.ljust(exponent, "0") or "0"))

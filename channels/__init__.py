@@ -1,0 +1,1 @@
+"""Channel adapters (protocol conversion) and channel simulators with their bill files."""
