@@ -38,6 +38,17 @@ from events.risk_records import (
     RiskHoldResolved,
     RuleSetPublished,
 )
+from events.routing_records import (
+    ChannelAttemptFailed,
+    ChannelAttemptPending,
+    ChannelNotified,
+    ChannelObservation,
+    ChannelUsage,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRouted,
+    RoutingPolicyPublished,
+)
 
 FOREVER = -1
 DAY_MS = 24 * 60 * 60 * 1000
@@ -106,6 +117,12 @@ class TopicCatalogue:
                 CommandDeduplicated,
                 RiskAssessed,
                 RiskHoldResolved,
+                PaymentRouted,
+                ChannelAttemptPending,
+                ChannelAttemptFailed,
+                ChannelNotified,
+                PaymentCaptured,
+                PaymentFailed,
                 PaymentRefunded,
                 ChargebackReceived,
             ),
@@ -125,6 +142,7 @@ class TopicCatalogue:
         )
 
         self._add_risk_topics(namespace, partitions)
+        self._add_routing_topics(namespace, partitions)
 
     def _add_risk_topics(self, namespace: str, partitions: int) -> None:
         self.merchants = TopicSpec(
@@ -224,9 +242,42 @@ class TopicCatalogue:
             namespace, "risk-health", partitions, "merchant_id", "risk.outcomes"
         )
 
+    def _add_routing_topics(self, namespace: str, partitions: int) -> None:
+        self.routing_policies = TopicSpec(
+            name=f"{namespace}.routing.policies",
+            partitions=1,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="'policy' (UTF-8)",
+            records=(RoutingPolicyPublished,),
+            purpose="Published routing policy versions; the newest is live on every router.",
+            ordering="Publication order (one partition).",
+        )
+        self.routing_feedback = TopicSpec(
+            name=f"{namespace}.routing.feedback",
+            partitions=1,
+            retention_ms=2 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="channel (UTF-8)",
+            records=(ChannelObservation, ChannelUsage),
+            purpose="Internal: each attempt's result per channel (service metrics) and each "
+            "routed payment (quota usage). Every router reads all of it.",
+            ordering="Arrival order (one partition).",
+            prompt=False,
+        )
+        self.routing_waiting = _changelog(
+            namespace, "routing-waiting", partitions, "payment_id", "events", True
+        )
+
     def changelogs(self) -> tuple[TopicSpec, ...]:
         """The processors' state changelogs."""
-        return (self.intake_keys, self.risk_cases, self.risk_feature_state, self.risk_health)
+        return (
+            self.intake_keys,
+            self.risk_cases,
+            self.risk_feature_state,
+            self.risk_health,
+            self.routing_waiting,
+        )
 
     def unhurried(self) -> list[str]:
         """The names of the topics whose records may linger (see ``TopicSpec.prompt``)."""
@@ -244,6 +295,8 @@ class TopicCatalogue:
             self.risk_features,
             self.risk_snapshots,
             self.risk_outcomes,
+            self.routing_policies,
+            self.routing_feedback,
             self.dead_letters,
             *self.changelogs(),
         )

@@ -31,6 +31,17 @@ from events.risk_records import (
     RiskHoldResolved,
     RuleSetPublished,
 )
+from events.routing_records import (
+    ChannelAttemptFailed,
+    ChannelAttemptPending,
+    ChannelNotified,
+    ChannelObservation,
+    ChannelUsage,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRouted,
+    RoutingPolicyPublished,
+)
 from events.topic_reference import END, START, replace_reference, topic_reference
 from events.topics import TopicCatalogue, TopicSpec
 
@@ -148,6 +159,12 @@ def test_topics_carry_the_records_their_consumers_expect():
         CommandDeduplicated,
         RiskAssessed,
         RiskHoldResolved,
+        PaymentRouted,
+        ChannelAttemptPending,
+        ChannelAttemptFailed,
+        ChannelNotified,
+        PaymentCaptured,
+        PaymentFailed,
         PaymentRefunded,
         ChargebackReceived,
     }
@@ -171,6 +188,8 @@ def test_topics_carry_the_records_their_consumers_expect():
         FeatureRelease,
     }
     assert set(catalogue.risk_outcomes.records) == {MerchantOutcomeBatch, MerchantOutcome}
+    assert catalogue.routing_policies.records == (RoutingPolicyPublished,)
+    assert set(catalogue.routing_feedback.records) == {ChannelObservation, ChannelUsage}
 
 
 def test_every_record_type_travels_on_some_topic():

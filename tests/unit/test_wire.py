@@ -48,6 +48,18 @@ from events.risk_records import (
     RuleFiring,
     RuleSetPublished,
 )
+from events.routing_records import (
+    ChannelAttemptFailed,
+    ChannelAttemptPending,
+    ChannelNotified,
+    ChannelObservation,
+    ChannelUsage,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRouted,
+    RouteCandidate,
+    RoutingPolicyPublished,
+)
 from events.schema_store import ManifestSchemas, SchemaVersion
 from events.wire import (
     AvroBodyError,
@@ -403,6 +415,152 @@ def _merchant_outcome() -> MerchantOutcome:
     )
 
 
+def _payment_routed() -> PaymentRouted:
+    return PaymentRouted(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        amount_minor=12_800,
+        currency="CNY",
+        method=PaymentMethod.CARD,
+        channel="card_b",
+        fallbacks=["card"],
+        reason_code="CHEAPEST_IN_BAND",
+        reason="cheapest within 200 bp of the best success rate",
+        policy_version=3,
+        candidates=[
+            RouteCandidate(
+                channel="card_b",
+                fee_minor=77,
+                success_rate_bp=9_650,
+                latency_ms=140,
+                eliminated=None,
+                note="winner",
+            ),
+            RouteCandidate(
+                channel="card",
+                fee_minor=None,
+                success_rate_bp=None,
+                latency_ms=None,
+                eliminated="over its daily count quota",
+                note="",
+            ),
+        ],
+    )
+
+
+def _channel_attempt_failed() -> ChannelAttemptFailed:
+    return ChannelAttemptFailed(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        channel="card",
+        attempt=1,
+        code="processing_error",
+        error_class="RETRYABLE",
+        message="An error occurred while processing the card.",
+        latency_ms=312,
+        next_channel="card_b",
+    )
+
+
+def _channel_attempt_pending() -> ChannelAttemptPending:
+    return ChannelAttemptPending(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        channel="wechat",
+        attempt=1,
+        status="UNKNOWN",
+        code="TIMEOUT",
+        detail="no answer in 5.0 s",
+    )
+
+
+def _payment_captured() -> PaymentCaptured:
+    return PaymentCaptured(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        channel="alipay",
+        channel_ref="2024050122001400001234567890",
+        amount_minor=12_800,
+        currency="CNY",
+        fee_minor=77,
+        attempt=2,
+        settled_by="query",
+    )
+
+
+def _payment_failed() -> PaymentFailed:
+    return PaymentFailed(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        amount_minor=12_800,
+        currency="CNY",
+        reason_code="FINAL_DECLINE",
+        detail="card: insufficient_funds",
+        channels_tried=["card"],
+    )
+
+
+def _channel_notified() -> ChannelNotified:
+    return ChannelNotified(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        channel="wechat",
+        kind="REFUND",
+        outcome="SUCCEEDED",
+        channel_ref="50300001234567890",
+        amount_minor=3_000,
+        currency="CNY",
+        refund_id="rf-20240501-000017",
+        notice_id="EV-2018022511223320873",
+    )
+
+
+def _channel_observation() -> ChannelObservation:
+    return ChannelObservation(
+        event_id=EVENT_ID,
+        occurred_at=DECIDED_AT,
+        channel="alipay",
+        succeeded=False,
+        timed_out=True,
+        latency_ms=5_000,
+    )
+
+
+def _channel_usage() -> ChannelUsage:
+    return ChannelUsage(
+        event_id=EVENT_ID,
+        occurred_at=DECIDED_AT,
+        channel="alipay",
+        merchant_id="shop-0042",
+        amount_minor=12_800,
+        currency="CNY",
+        business_date="2024-05-01",
+        router="router-7f3a",
+    )
+
+
+def _routing_policy_published() -> RoutingPolicyPublished:
+    return RoutingPolicyPublished(
+        event_id=EVENT_ID,
+        occurred_at=DECIDED_AT,
+        version=3,
+        digest=hashlib.sha256(b"version = 3").hexdigest(),
+        text="version = 3",
+        published_by="ops@example.com",
+    )
+
+
 BUILDERS = {
     RequestPayment: _request_payment,
     PaymentAccepted: _payment_accepted,
@@ -429,6 +587,15 @@ BUILDERS = {
     FeatureRequestRows: _feature_request_rows,
     MerchantOutcomeBatch: _merchant_outcome_batch,
     MerchantOutcome: _merchant_outcome,
+    PaymentRouted: _payment_routed,
+    ChannelAttemptFailed: _channel_attempt_failed,
+    ChannelAttemptPending: _channel_attempt_pending,
+    PaymentCaptured: _payment_captured,
+    PaymentFailed: _payment_failed,
+    ChannelNotified: _channel_notified,
+    ChannelObservation: _channel_observation,
+    ChannelUsage: _channel_usage,
+    RoutingPolicyPublished: _routing_policy_published,
 }
 
 
