@@ -45,6 +45,7 @@ from events.risk_records import (
 from events.topics import TopicCatalogue
 from events.wire import EventCodec, UnexpectedRecordType
 from paystream.config import PaystreamSettings
+from streams.engine.broadcast import BroadcastReader, Undecodable
 from streams.engine.bundles import Bundling, position
 from streams.engine.kafka import Delivered
 from streams.engine.outgoing import Outgoing
@@ -53,7 +54,6 @@ from streams.engine.store import StateStore
 from streams.intake import PaymentIntake
 from streams.risk.aftercare import HealthDesk, HealthEntries
 from streams.risk.assessment import epoch_ms
-from streams.risk.broadcast import BroadcastReader, Undecodable
 from streams.risk.cases import CaseDesk, NoOpenHold
 from streams.risk.feature_store import FeatureDesk, FeatureEntries
 from streams.risk.state import RiskState

@@ -1,7 +1,8 @@
-"""Reading whole topics on every worker: the merchants and rule-set topics.
+"""Reading whole topics on every worker: merchants, rule sets, routing policies and feedback.
 
 A consumer-group member sees only its partitions; risk needs every merchant and the newest rule
-set everywhere, so each worker reads these topics itself, from the start, and keeps tailing.
+set everywhere, and routing every channel's results and the newest policy, so each worker reads
+these topics itself, from the start, and keeps tailing.
 """
 
 from __future__ import annotations
