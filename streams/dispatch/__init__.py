@@ -1,0 +1,1 @@
+"""The dispatcher: routed payments through their channels' adapters, results as events."""

@@ -1,0 +1,55 @@
+"""Where channel notifications meet the dispatches waiting for them.
+
+A notification can arrive before the dispatch that waits for it has asked (the channel was
+quick, or the dispatch is being replayed after a crash): it is kept until asked for, for a
+while, so no result is missed and none waits for a query it did not need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from events.routing_records import ChannelNotified
+
+Slot = tuple[str, str]  # (payment id, channel)
+
+
+class NoticeBoard:
+    """Payment notifications by payment and channel, handed to whoever waits for them."""
+
+    def __init__(self, keep_seconds: float = 3_600.0) -> None:
+        self._keep_seconds = keep_seconds
+        self._waiting: dict[Slot, asyncio.Future[ChannelNotified]] = {}
+        self._early: dict[Slot, tuple[float, ChannelNotified]] = {}
+
+    def post(self, notice: ChannelNotified) -> None:
+        """A payment notification came in: wake its waiter or keep it until one asks."""
+        slot = (notice.payment_id, notice.channel)
+        waiter = self._waiting.pop(slot, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(notice)
+            return
+        self._early[slot] = (time.monotonic(), notice)
+        self._drop_stale()
+
+    async def wait(self, payment_id: str, channel: str, seconds: float) -> ChannelNotified | None:
+        """The notification for this payment on this channel, or None after ``seconds``."""
+        slot = (payment_id, channel)
+        early = self._early.pop(slot, None)
+        if early is not None:
+            return early[1]
+        waiter: asyncio.Future[ChannelNotified] = asyncio.get_running_loop().create_future()
+        self._waiting[slot] = waiter
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            return None
+        finally:
+            if self._waiting.get(slot) is waiter:
+                del self._waiting[slot]
+
+    def _drop_stale(self) -> None:
+        oldest = time.monotonic() - self._keep_seconds
+        for slot in [slot for slot, (at, _) in self._early.items() if at < oldest]:
+            del self._early[slot]
