@@ -36,7 +36,7 @@ from events.routing_records import (
 )
 from streams.dispatch.notices import NoticeBoard
 
-Emit = Callable[[AvroRecord], None]
+Emit = Callable[[AvroRecord], object]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class SettleTiming:
     longest_query_s: float = 30.0  # queries back off to this interval, never further
 
 
+PATIENT = SettleTiming()
+
+
 @dataclass(frozen=True)
 class _Ended:
     """How one attempt ended: captured, or failed with the class of its failure."""
@@ -79,7 +82,7 @@ class PaymentDispatcher:
         notices: NoticeBoard,
         emit: Emit,
         notify_url: Callable[[str], str],
-        timing: SettleTiming = SettleTiming(),
+        timing: SettleTiming = PATIENT,
     ) -> None:
         self._adapters = adapters
         self._notices = notices

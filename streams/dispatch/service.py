@@ -1,0 +1,226 @@
+"""The dispatcher process: routed payments off the payment log, through their channels.
+
+It is a member of the consumer group ``<ns>.dispatch`` over the payment log. Each
+PaymentRouted starts its payment's dispatch as a task (the first routing of a payment wins: a
+second, written by a router replaying after a crash, is ignored); ChannelNotified records
+wake the dispatches waiting for them. A partition is committed up to its oldest unfinished
+dispatch, once everything the finished ones emitted is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from channels.base import ChannelAdapter
+from events.dead_letters import dead_letter_for_message
+from events.records import AvroRecord
+from events.routing_records import ChannelNotified, ChannelObservation, PaymentRouted
+from events.topics import TopicCatalogue
+from events.wire import DecodeError, EventCodec
+from streams.dispatch.attempts import PATIENT, DispatchPlan, PaymentDispatcher, SettleTiming
+from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.progress import PartitionProgress
+from streams.engine.kafka import Delivered, ProducerLink, group_consumer
+
+log = logging.getLogger(__name__)
+COMMIT_INTERVAL = 1.0
+IDLE_SLEEP = 0.002
+# Routed payments taken per turn of the loop: the rest wait in the consumer.
+HELPING = 500
+RESTART_DELAY = 1.0
+
+
+def plan_of(routed: PaymentRouted) -> DispatchPlan:
+    """What the dispatcher does with a routing decision: the winner first, then fallbacks."""
+    assert routed.channel is not None
+    fees = {c.channel: c.fee_minor for c in routed.candidates if c.fee_minor is not None}
+    return DispatchPlan(
+        payment_id=routed.payment_id,
+        merchant_id=routed.merchant_id,
+        amount_minor=routed.amount_minor,
+        currency=routed.currency,
+        subject=f"{routed.merchant_id} order",
+        channels=(routed.channel, *routed.fallbacks),
+        fees=fees,
+    )
+
+
+class DispatchService:
+    """Runs dispatches for the payment-log partitions this member holds."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        catalogue: TopicCatalogue,
+        codec: EventCodec,
+        adapters: Mapping[str, ChannelAdapter],
+        notify_url: Callable[[str], str],
+        timing: SettleTiming = PATIENT,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self._topics = catalogue
+        self._codec = codec
+        self.producer = ProducerLink(bootstrap, unhurried=catalogue.unhurried())
+        self.notices = NoticeBoard()
+        self._dispatcher = PaymentDispatcher(adapters, self.notices, self.emit, notify_url, timing)
+        self._consumer: Consumer = group_consumer(
+            bootstrap, f"{catalogue.namespace}.dispatch", session_timeout_ms, self._answered
+        )
+        self._progress: dict[int, PartitionProgress] = {}
+        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
+        # Payments being dispatched, by partition: a second routing of one is ignored.
+        self._started: dict[int, set[str]] = {}
+        self._retiring: list[tuple[int, int, int]] = []  # (mark, partition, offset)
+        self._next_commit = time.monotonic() + COMMIT_INTERVAL
+
+    def emit(self, record: AvroRecord) -> int:
+        """Send one event (observations to the routers' feedback, the rest to the log); returns
+        the producer mark that covers it."""
+        if isinstance(record, ChannelObservation):
+            topic, key = self._topics.routing_feedback.name, record.channel
+        else:
+            topic, key = self._topics.events.name, getattr(record, "payment_id", "")
+        self.producer.produce(topic, key.encode(), self._codec.encode(record))
+        return self.producer.mark()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Dispatch until ``stopping`` is set; then finish what is running and commit."""
+        self._consumer.subscribe(
+            [self._topics.events.name], on_assign=self._assigned, on_revoke=self._revoked
+        )
+        try:
+            while not stopping.is_set():
+                batch = self._consumer.consume(HELPING, 0)
+                for raw in batch:
+                    self._take(raw)
+                self._turn()
+                await asyncio.sleep(0 if batch else IDLE_SLEEP)
+            await self._drain()
+        finally:
+            self._consumer.close()
+
+    def _turn(self) -> None:
+        self.producer.serve()
+        self._retire()
+        if time.monotonic() >= self._next_commit:
+            self._commit(wait=False)
+
+    async def _drain(self, seconds: float = 10.0) -> None:
+        """Let running dispatches finish (for a while), then commit what is done."""
+        running = [task for task in self._tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=seconds)
+        self.producer.settle()
+        self._retire()
+        self._commit(wait=True)
+
+    def _take(self, raw: Message) -> None:
+        problem = raw.error()
+        if problem is not None:
+            if problem.fatal():
+                raise KafkaException(problem)
+            log.warning("consumer reports %s", problem)
+            return
+        message = Delivered.of(raw)
+        progress = self._progress.setdefault(message.partition, PartitionProgress())
+        progress.read(message.offset)
+        try:
+            subject = self._codec.subject_of(message.value)
+            if subject == PaymentRouted.subject:
+                self._routed(message, progress)
+            elif subject == ChannelNotified.subject:
+                self._notified(message)
+        except DecodeError as error:
+            letter = dead_letter_for_message("dispatch", message, error)
+            self.producer.produce(
+                self._topics.dead_letters.name, message.key, self._codec.encode(letter)
+            )
+
+    def _routed(self, message: Delivered, progress: PartitionProgress) -> None:
+        routed = self._codec.decode(message.value)
+        if not isinstance(routed, PaymentRouted) or routed.channel is None:
+            return  # no channel: the router ended the payment itself
+        started = self._started.setdefault(message.partition, set())
+        if routed.payment_id in started:
+            return  # routed again by a replaying router: the first routing stands
+        started.add(routed.payment_id)
+        progress.opened(message.offset)
+        slot = (message.partition, message.offset)
+        self._tasks[slot] = asyncio.get_running_loop().create_task(
+            self._dispatch(plan_of(routed), slot)
+        )
+        self._tasks[slot].add_done_callback(lambda _: started.discard(routed.payment_id))
+
+    def _notified(self, message: Delivered) -> None:
+        notice = self._codec.decode(message.value)
+        if isinstance(notice, ChannelNotified) and notice.kind == "PAYMENT":
+            self.notices.post(notice)
+
+    async def _dispatch(self, plan: DispatchPlan, slot: tuple[int, int]) -> None:
+        while True:
+            try:
+                await self._dispatcher.dispatch(plan)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The dispatch is repeatable (the channels answer a repeated order from their
+                # records): a bug or an unexpected answer is retried, never skipped.
+                log.exception("dispatch of %s failed; trying again", plan.payment_id)
+                await asyncio.sleep(RESTART_DELAY)
+        self._retiring.append((self.producer.mark(), *slot))
+
+    def _retire(self) -> None:
+        """Finish the offsets whose dispatch ended and whose events are all acknowledged."""
+        still: list[tuple[int, int, int]] = []
+        for mark, partition, offset in self._retiring:
+            if not self.producer.acknowledged(mark):
+                still.append((mark, partition, offset))
+                continue
+            self._tasks.pop((partition, offset), None)
+            progress = self._progress.get(partition)
+            if progress is not None:
+                progress.finished(offset)
+        self._retiring = still
+
+    def _commit(self, wait: bool) -> None:
+        self._next_commit = time.monotonic() + COMMIT_INTERVAL
+        topic = self._topics.events.name
+        offsets = [
+            TopicPartition(topic, partition, position)
+            for partition, progress in self._progress.items()
+            if (position := progress.position()) is not None
+        ]
+        if not offsets:
+            return
+        try:
+            if wait:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:
+            log.warning("dispatch: commit refused (%s); the next one sends it again", error)
+
+    def _answered(self, error: KafkaError | None, _offsets: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            log.warning("dispatch: commit refused (%s)", error)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions leave: commit what is done; their running dispatches stop here and are
+        replayed by the next owner."""
+        self.producer.serve()
+        self._retire()
+        self._commit(wait=True)
+        for tp in partitions:
+            self._progress.pop(tp.partition, None)
+            self._started.pop(tp.partition, None)
+            for slot in [slot for slot in self._tasks if slot[0] == tp.partition]:
+                self._tasks.pop(slot).cancel()
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("dispatch: partitions %s", sorted(tp.partition for tp in partitions))
