@@ -35,15 +35,24 @@ class ErrorClass(StrEnum):
 
 @dataclass(frozen=True)
 class ErrorCodeMap:
-    """One channel's failure codes by class; a code the map does not know is UNKNOWN."""
+    """One channel's failure codes by class; a code the map does not know is UNKNOWN.
+
+    ``absent`` are the codes of a status query that mean the channel has no record of the
+    order at all (it never arrived), as opposed to a record of its failure.
+    """
 
     codes: Mapping[str, ErrorClass]
+    absent: frozenset[str] = frozenset()
 
     def classify(self, code: str | None) -> ErrorClass:
         """The class of ``code`` (None, no code at all, is UNKNOWN)."""
         if code is None:
             return ErrorClass.UNKNOWN
         return self.codes.get(code, ErrorClass.UNKNOWN)
+
+    def means_absent(self, code: str | None) -> bool:
+        """Whether a query's ``code`` says the channel never saw the order."""
+        return code in self.absent
 
 
 @dataclass(frozen=True)

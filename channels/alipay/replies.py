@@ -107,7 +107,8 @@ ALIPAY_ERROR_CODES = ErrorCodeMap(
         **dict.fromkeys(_RETRYABLE, ErrorClass.RETRYABLE),
         **dict.fromkeys(_FINAL, ErrorClass.FINAL),
         **dict.fromkeys(_UNKNOWN, ErrorClass.UNKNOWN),
-    }
+    },
+    absent=frozenset({"ACQ.TRADE_NOT_EXIST"}),
 )
 
 

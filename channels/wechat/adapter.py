@@ -74,7 +74,8 @@ WECHAT_ERROR_CODES = ErrorCodeMap(
         "OUT_TRADE_NO_USED": _UNKNOWN,
         "TIMEOUT": _UNKNOWN,
         "UNREADABLE": _UNKNOWN,
-    }
+    },
+    absent=frozenset({"ORDER_NOT_EXIST"}),
 )
 
 _APP_PATH = CREATE_PATH.format(trade_type="app")

@@ -168,10 +168,12 @@ class PaymentDispatcher:
     async def _ask(self, adapter: ChannelAdapter, order: ChargeOrder) -> ChannelReply | None:
         """The channel's clear answer about the order, or None while it is still unclear."""
         answer = await adapter.query(order.order_id)
-        if answer.outcome is AttemptOutcome.FAILED:
-            # No record of the order, or a record of its failure: the same charge again is
-            # answered from the channel's record of this order id, or made now. Either way it
-            # cannot capture twice, and its answer carries the channel's code.
+        if answer.outcome is AttemptOutcome.FAILED and adapter.error_codes.means_absent(
+            answer.code
+        ):
+            # The order never reached the channel, or has not yet: the same charge again is
+            # made now or answered from the record the late one left. It cannot capture twice,
+            # and moving to another channel instead could.
             answer = await adapter.charge(order)
         if answer.outcome is AttemptOutcome.SUCCEEDED:
             return answer

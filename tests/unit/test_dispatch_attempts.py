@@ -33,7 +33,8 @@ CODES = ErrorCodeMap(
         "declined": ErrorClass.FINAL,
         "system_error": ErrorClass.UNKNOWN,
         "no_such_order": ErrorClass.RETRYABLE,
-    }
+    },
+    absent=frozenset({"no_such_order"}),
 )
 SUCCESS = ChannelReply(AttemptOutcome.SUCCEEDED, "ref-1")
 TIMEOUT = ChannelReply(AttemptOutcome.UNKNOWN, code="TIMEOUT")
@@ -185,6 +186,16 @@ async def test_a_pending_charge_is_settled_by_its_notification():
     await notifying
     assert [type(e) for e in events] == [ChannelAttemptPending, PaymentCaptured]
     assert events[1].settled_by == "notification" and events[1].channel_ref == "wx-42"
+
+
+async def test_a_query_that_finds_the_order_failed_ends_it_without_charging_again():
+    wechat = ScriptedChannel(
+        "wechat", [PENDING], queries=[ChannelReply(AttemptOutcome.FAILED, code="declined")]
+    )
+    card = ScriptedChannel("card", [SUCCESS])
+    events = await dispatched(plan_factory("wechat", "card"), wechat, card)
+    assert [type(e) for e in events] == [ChannelAttemptPending, ChannelAttemptFailed, PaymentFailed]
+    assert wechat.charge_calls == 1 and card.charge_calls == 0
 
 
 async def test_every_channel_failing_retryably_ends_the_payment_exhausted():
