@@ -78,6 +78,36 @@ class PaystreamSettings(BaseSettings):
         description="How long a payment's risk case waits for its features before it is held.",
     )
 
+    channels_file: Path | None = Field(
+        default=None,
+        description="The channels' credentials (JSON); unset means <home>/channels.json.",
+    )
+    notify_port: int = Field(
+        default=8470,
+        ge=0,
+        le=65535,
+        description="Loopback port where the dispatcher receives channel notifications.",
+    )
+    notify_base_url: str | None = Field(
+        default=None,
+        description="The notification URL the channels are given, without /<channel>; unset "
+        "means http://127.0.0.1:<notify_port>/notify.",
+    )
+    channel_query_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How long an unsettled charge waits for a notification before a query.",
+    )
+
+    def resolved_channels_file(self) -> Path:
+        """Where the channels' credentials are read from."""
+        return self.channels_file or self.home / "channels.json"
+
+    def notify_url(self, channel: str) -> str:
+        """The URL a channel is told to send its notifications about ``channel`` to."""
+        base = self.notify_base_url or f"http://127.0.0.1:{self.notify_port}/notify"
+        return f"{base.rstrip('/')}/{channel}"
+
     def resolved_database_url(self) -> str:
         """The read-model database URL, defaulting to an SQLite file under ``home``."""
         if self.database_url:

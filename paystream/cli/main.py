@@ -54,6 +54,16 @@ def worker(loglevel: str = "WARNING") -> None:
 
 
 @app.command()
+def dispatcher(loglevel: str = "WARNING") -> None:
+    """Run the dispatcher (routed payments through their channels) and its notification
+    endpoint until stopped."""
+    from streams.dispatch.runner import run_dispatcher
+
+    settings = PaystreamSettings()
+    run_dispatcher(settings, _bootstrap(settings), loglevel)
+
+
+@app.command()
 def project() -> None:
     """Run the payment-status projection until stopped."""
     settings = PaystreamSettings()
