@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels.alipay import AlipayAdapter
 from channels.base import ChannelAdapter
+from channels.card import CardAdapter
 from channels.wechat import WechatAdapter
 
 Entry = Mapping[str, Any]
@@ -87,9 +88,22 @@ def _wechat(name: str, entry: Entry) -> ChannelAdapter:
     return adapter
 
 
+def _card(name: str, entry: Entry) -> ChannelAdapter:
+    adapter = CardAdapter(
+        entry["base_url"],
+        entry["secret_key"],
+        entry["webhook_secret"],
+        float(entry.get("timeout_seconds", 10.0)),
+        payment_method=entry.get("payment_method", "pm_card_visa"),
+    )
+    adapter.name = name
+    return adapter
+
+
 ADAPTER_KINDS: dict[str, Callable[[str, Entry], ChannelAdapter]] = {
     "alipay": _alipay,
     "wechat": _wechat,
+    "card": _card,
 }
 
 

@@ -20,20 +20,33 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels.alipay import AlipaySimulator, SimulatorKeys
+from channels.card import CardSimulator
 from channels.credentials import private_pem, public_pem
 from channels.simulator import OrderBook, SimulatorServer, SimulatorSettings
 from channels.wechat import MerchantAccount, PlatformKeys, WechatSimulator
 
-# The channels of the shipped routing policy, by kind.
-DEFAULT_FLEET = {"alipay": "alipay", "wechat": "wechat"}
+# The channels of the shipped routing policy, by kind: two card acquirers compete on fees.
+DEFAULT_FLEET = {"alipay": "alipay", "wechat": "wechat", "card": "card", "card_b": "card"}
+NotifyUrl = Callable[[str], str]
 
 
 class Simulated(Protocol):
     """What the fleet needs of a simulator."""
 
-    settings: SimulatorSettings
-    book: OrderBook
-    app: web.Application
+    @property
+    def settings(self) -> SimulatorSettings:
+        """The live settings."""
+        ...
+
+    @property
+    def book(self) -> OrderBook:
+        """The channel's orders."""
+        ...
+
+    @property
+    def app(self) -> web.Application:
+        """The HTTP application to serve."""
+        ...
 
     def bill(self, day: date) -> str:
         """The day's bill in the channel's layout."""
@@ -59,7 +72,7 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _alipay(name: str, settings: SimulatorSettings) -> SimulatedChannel:
+def _alipay(name: str, settings: SimulatorSettings, _: NotifyUrl) -> SimulatedChannel:
     app_key, channel_key, app_id = _key(), _key(), f"2021{secrets.randbelow(10**12):012d}"
     simulator = AlipaySimulator(app_id, SimulatorKeys(channel_key, app_key.public_key()), settings)
     entry = {
@@ -71,7 +84,7 @@ def _alipay(name: str, settings: SimulatorSettings) -> SimulatedChannel:
     return SimulatedChannel(name, simulator, entry)
 
 
-def _wechat(name: str, settings: SimulatorSettings) -> SimulatedChannel:
+def _wechat(name: str, settings: SimulatorSettings, _: NotifyUrl) -> SimulatedChannel:
     merchant_key, platform_key = _key(), _key()
     mchid, appid = f"19{secrets.randbelow(10**8):08d}", f"wx{secrets.token_hex(8)}"
     merchant_serial, platform_serial = secrets.token_hex(20).upper(), secrets.token_hex(20).upper()
@@ -94,9 +107,26 @@ def _wechat(name: str, settings: SimulatorSettings) -> SimulatedChannel:
     return SimulatedChannel(name, simulator, entry)
 
 
-SIMULATOR_KINDS: dict[str, Callable[[str, SimulatorSettings], SimulatedChannel]] = {
+def _card(name: str, settings: SimulatorSettings, notify_url: NotifyUrl) -> SimulatedChannel:
+    # A card acquirer sends its webhooks to the endpoint set on the account, not per order.
+    secret_key, webhook_secret = (
+        f"sk_test_{secrets.token_hex(12)}",
+        f"whsec_{secrets.token_hex(16)}",
+    )
+    simulator = CardSimulator(
+        settings,
+        secret_key=secret_key,
+        webhook_secrets=(webhook_secret,),
+        webhook_url=notify_url(name),
+    )
+    entry = {"kind": "card", "secret_key": secret_key, "webhook_secret": webhook_secret}
+    return SimulatedChannel(name, simulator, entry)
+
+
+SIMULATOR_KINDS: dict[str, Callable[[str, SimulatorSettings, NotifyUrl], SimulatedChannel]] = {
     "alipay": _alipay,
     "wechat": _wechat,
+    "card": _card,
 }
 
 
@@ -108,10 +138,11 @@ class SimulatedFleet:
         kinds: Mapping[str, str] = DEFAULT_FLEET,
         settings: Mapping[str, SimulatorSettings] | None = None,
         timeout_seconds: float = 5.0,
+        notify_url: NotifyUrl = lambda channel: f"http://127.0.0.1:8470/notify/{channel}",
     ) -> None:
         chosen = settings or {}
         self.channels = {
-            name: SIMULATOR_KINDS[kind](name, chosen.get(name, SimulatorSettings()))
+            name: SIMULATOR_KINDS[kind](name, chosen.get(name, SimulatorSettings()), notify_url)
             for name, kind in kinds.items()
         }
         self._timeout_seconds = timeout_seconds
