@@ -168,6 +168,9 @@ class ChannelObservation(AvroRecord):
     succeeded: bool
     timed_out: bool
     latency_ms: int
+    # The payer's side refused (a card declined): the channel answered, so a run of these does
+    # not take it out of service, though its success rate counts them.
+    declined: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,7 +115,7 @@ class PaymentDispatcher:
         began = time.monotonic()
         reply = await adapter.charge(order)
         latency_ms = round((time.monotonic() - began) * 1000)
-        self._observe(plan, number, channel, reply, latency_ms)
+        self._observe(plan, number, adapter, reply, latency_ms)
         if reply.outcome in (AttemptOutcome.PENDING, AttemptOutcome.UNKNOWN):
             return await self._settle(plan, number, adapter, order, reply)
         if reply.outcome is AttemptOutcome.SUCCEEDED:
@@ -192,18 +192,25 @@ class PaymentDispatcher:
         )
 
     def _observe(
-        self, plan: DispatchPlan, number: int, channel: str, reply: ChannelReply, latency_ms: int
+        self,
+        plan: DispatchPlan,
+        number: int,
+        adapter: ChannelAdapter,
+        reply: ChannelReply,
+        latency_ms: int,
     ) -> None:
         """Feedback for the routers' service metrics: what the attempt's charge call did. A
         PENDING answer is the channel working as it should (the result comes later)."""
+        final = adapter.error_codes.classify(reply.code) is ErrorClass.FINAL
         self._emit(
             ChannelObservation(
                 event_id=derived_id(plan.payment_id, "observed", number),
                 occurred_at=utc_now(),
-                channel=channel,
+                channel=adapter.name,
                 succeeded=reply.outcome in (AttemptOutcome.SUCCEEDED, AttemptOutcome.PENDING),
                 timed_out=reply.code == "TIMEOUT",
                 latency_ms=latency_ms,
+                declined=reply.outcome is AttemptOutcome.FAILED and final,
             )
         )
 
