@@ -78,6 +78,10 @@ class PaystreamSettings(BaseSettings):
         description="How long a payment's risk case waits for its features before it is held.",
     )
 
+    worker_roles: list[str] = Field(
+        default_factory=lambda: ["risk", "routing"],
+        description='The processors a worker runs, e.g. ["risk"] or ["routing"] (JSON list).',
+    )
     channels_file: Path | None = Field(
         default=None,
         description="The channels' credentials (JSON); unset means <home>/channels.json.",

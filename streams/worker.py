@@ -1,9 +1,11 @@
 """Running the stream processors as a worker process (``paystream worker``).
 
-A worker is one thread going round a loop: apply what arrived on the broadcast topics, then
-handle what arrived for its processor (waiting briefly when nothing did). The Kafka clients'
-network work runs in their own C threads. Several workers share the partitions of the group;
-a worker that dies is replaced by the others after its session times out.
+A worker runs the processors of its roles (``PAYSTREAM_WORKER_ROLES``: risk, which includes
+intake, and routing), each in its own consumer group. It is one thread going round a loop:
+for each processor, apply what arrived on its broadcast topics, then handle what arrived for
+it (waiting briefly when nothing did). The Kafka clients' network work runs in their own C
+threads. Several workers share the partitions of each group; a worker that dies is replaced
+by the others after its session times out.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 from events.admin import ensure_topics
 from events.dead_letters import ConsumedMessage, dead_letter_for_message
@@ -20,14 +23,17 @@ from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from paystream.config import PaystreamSettings
+from streams.engine.broadcast import BroadcastReader, Undecodable
 from streams.engine.collector import CollectorPacing
 from streams.engine.kafka import ProducerLink
-from streams.engine.processor import Connection, StreamProcessor
+from streams.engine.processor import Connection, ProcessorSpec, StreamProcessor
 from streams.risk.processor import RiskProcessors
+from streams.routing.processor import Router
 
 log = logging.getLogger(__name__)
 # Longest wait for input before the loop goes round (timers, broadcast topics, signals).
 IDLE_WAIT = 0.05
+SHARED_WAIT = 0.002
 
 
 def run_worker(settings: PaystreamSettings, bootstrap: str, loglevel: str = "WARNING") -> None:
@@ -60,27 +66,57 @@ def _run(
     stopping: threading.Event,
 ) -> None:
     def undecodable(message: ConsumedMessage, error: DecodeError) -> None:
-        letter = dead_letter_for_message("risk-state", message, error)
+        letter = dead_letter_for_message("broadcast", message, error)
         connection.producer.produce(
             connection.dead_letters, message.key, connection.codec.encode(letter)
         )
 
-    risk = RiskProcessors(catalogue, settings, connection.codec, connection.bootstrap, undecodable)
-    # The risk stages decide on merchants and rules: they start once those are read.
-    risk.reader.start()
-    processor = StreamProcessor(risk.spec(), connection)
-    processor.start()
+    roles = _roles(settings, catalogue, connection, undecodable)
+    # Each processor decides on what its broadcast topics say: it starts once they are read.
+    for reader, _ in roles:
+        reader.start()
+    processors = [StreamProcessor(spec, connection) for _, spec in roles]
+    for processor in processors:
+        processor.start()
     collector = CollectorPacing()
+    # With several processors a wait in one delays the others' input: each waits briefly.
+    wait = IDLE_WAIT if len(processors) == 1 else SHARED_WAIT
     try:
         while not stopping.is_set():
-            risk.reader.poll()
-            processor.poll(IDLE_WAIT)
+            for (reader, _), processor in zip(roles, processors, strict=True):
+                reader.poll()
+                processor.poll(wait)
             collector.tick()
     finally:
-        try:
+        _stop_all(processors, [reader for reader, _ in roles])
+
+
+def _roles(
+    settings: PaystreamSettings,
+    catalogue: TopicCatalogue,
+    connection: Connection,
+    undecodable: Undecodable,
+) -> list[tuple[BroadcastReader, ProcessorSpec]]:
+    """The processors this worker runs (``PAYSTREAM_WORKER_ROLES``), each with its reader."""
+    codec, bootstrap = connection.codec, connection.bootstrap
+    roles: list[tuple[BroadcastReader, ProcessorSpec]] = []
+    if "risk" in settings.worker_roles:
+        risk = RiskProcessors(catalogue, settings, codec, bootstrap, undecodable)
+        roles.append((risk.reader, risk.spec()))
+    if "routing" in settings.worker_roles:
+        zone = ZoneInfo(settings.business_timezone)
+        router = Router(catalogue, codec, bootstrap, zone, undecodable)
+        roles.append((router.reader, router.spec()))
+    return roles
+
+
+def _stop_all(processors: list[StreamProcessor], readers: list[BroadcastReader]) -> None:
+    try:
+        for processor in processors:
             processor.stop()
-        finally:
-            risk.reader.stop()
+    finally:
+        for reader in readers:
+            reader.stop()
 
 
 def _stop_signal() -> threading.Event:

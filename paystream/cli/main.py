@@ -21,6 +21,7 @@ from paystream.cli.bench import bench_app
 from paystream.cli.broker import bootstrap_or_exit
 from paystream.cli.kafka import kafka_app
 from paystream.cli.risk import risk_app
+from paystream.cli.routing import routing_app
 from paystream.config import PaystreamSettings
 from projections.database import open_database
 from projections.payment_status import PaymentStatusProjection
@@ -37,6 +38,7 @@ app.add_typer(kafka_app, name="kafka", help="The local Apache Kafka broker.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures with a baseline.")
 app.add_typer(risk_app, name="risk", help="Risk control: rules, merchants, reviews, backtests.")
+app.add_typer(routing_app, name="routing", help="Routing: policies as data.")
 console = Console()
 
 
@@ -46,7 +48,7 @@ def _bootstrap(settings: PaystreamSettings) -> str:
 
 @app.command()
 def worker(loglevel: str = "WARNING") -> None:
-    """Run the stream processors (intake) until stopped."""
+    """Run the stream processors (intake and risk, routing) until stopped."""
     from streams.worker import run_worker
 
     settings = PaystreamSettings()

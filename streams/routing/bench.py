@@ -13,7 +13,7 @@ import time
 from events.records import PaymentMethod
 from streams.routing.decision import RoutingRequest, route_payment
 from streams.routing.health import HealthBoard
-from streams.routing.policy import default_policy
+from streams.routing.policy_file import default_policy
 from streams.routing.quotas import QuotaBook
 
 START_MS = 1_714_560_000_000  # 2024-05-01T10:40:00Z

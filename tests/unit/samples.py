@@ -36,7 +36,7 @@ def request_payment(**changes: Any) -> RequestPayment:
         amount_minor=64800,
         currency="CNY",
         method=PaymentMethod.WECHAT_PAY,
-        channel="wechat-h5",
+        channel="wechat",
         description="648 coins",
         device_id="dev-00ab12cd34",
         client_ip="10.1.2.3",

@@ -21,7 +21,8 @@ from streams.routing.decision import (
     route_payment,
 )
 from streams.routing.health import HealthBoard
-from streams.routing.policy import RoutingPolicy, default_policy, parse_policy
+from streams.routing.policy import RoutingPolicy
+from streams.routing.policy_file import default_policy, parse_policy
 from streams.routing.quotas import QuotaBook
 from tests.unit.samples import payment_accepted
 

@@ -9,16 +9,8 @@ import pytest
 
 from events.records import PaymentMethod
 from streams.routing.health import HealthSettings
-from streams.routing.policy import (
-    Fee,
-    PolicyError,
-    RoutingRule,
-    SuccessRateSettings,
-    default_policy,
-    fee_minor,
-    load_policy,
-    parse_policy,
-)
+from streams.routing.policy import Fee, RoutingRule, SuccessRateSettings, fee_minor
+from streams.routing.policy_file import PolicyError, default_policy, load_policy, parse_policy
 from streams.routing.quotas import NO_QUOTA, DailyQuota
 
 MINIMAL = """\
