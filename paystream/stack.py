@@ -1,4 +1,5 @@
-"""Starting and stopping paystream's own processes (worker, projector) as child processes.
+"""Starting and stopping paystream's own processes (worker, dispatcher, projector) as child
+processes.
 
 The demo, the benchmark and the end-to-end tests run them as real processes, so a test can
 kill one with SIGKILL exactly as a crash would.
@@ -10,9 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -23,6 +24,8 @@ class StackEnvironment:
     bootstrap: str
     namespace: str
     database_url: str
+    # More PAYSTREAM_* settings (the channels' credentials file, the notification port...).
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     def variables(self) -> dict[str, str]:
         """The environment of a child process: ours plus the PAYSTREAM_* settings."""
@@ -32,6 +35,7 @@ class StackEnvironment:
             PAYSTREAM_NAMESPACE=self.namespace,
             PAYSTREAM_DATABASE_URL=self.database_url,
         )
+        env.update(self.settings)
         return env
 
 

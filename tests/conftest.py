@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,7 +76,7 @@ class Stack:
         self.processes: dict[str, ChildProcess] = {}
 
     def start(self, role: str, name: str | None = None) -> ChildProcess:
-        """Start (or restart) ``paystream worker`` or ``paystream project`` under ``name``."""
+        """Start (or restart) ``paystream worker``, ``dispatcher`` or ``project`` as ``name``."""
         name = name or role
         process = ChildProcess(role, self.environment, self._logs / f"{name}.log")
         process.start()
@@ -96,15 +96,15 @@ class Stack:
 @pytest.fixture
 def stack_factory(
     kafka_bootstrap: str, catalogue_factory: Callable[[], TopicCatalogue], tmp_path: Path
-) -> Iterator[Callable[[], Stack]]:
+) -> Iterator[Callable[..., Stack]]:
     """Makes stacks (namespace, SQLite read model, worker/projector processes), stopped after."""
     stacks: list[Stack] = []
 
-    def make() -> Stack:
+    def make(settings: Mapping[str, str] | None = None) -> Stack:
         catalogue = catalogue_factory()
         database = tmp_path / f"{catalogue.namespace}.db"
         environment = StackEnvironment(
-            kafka_bootstrap, catalogue.namespace, f"sqlite:///{database}"
+            kafka_bootstrap, catalogue.namespace, f"sqlite:///{database}", dict(settings or {})
         )
         stack = Stack(environment, tmp_path / catalogue.namespace)
         stacks.append(stack)

@@ -1,0 +1,190 @@
+"""Routing and dispatch on the real broker, against the simulated channels over HTTP.
+
+A worker (risk and routing) and a dispatcher run as real processes; the channels' simulators
+run here, so a test can take one down, slow it, or lose its notifications while payments flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from channels.fleet import SimulatedFleet
+from events.client import PaymentsClient
+from events.records import PaymentMethod
+from events.routing_client import RoutingClient
+from events.routing_records import PaymentCaptured, PaymentFailed
+from tests.e2e.risk_support import RiskLog
+from tests.e2e.routing_support import (
+    RoutedPayments,
+    free_port,
+    onboard_and_publish,
+    policy_text,
+    quick_settings,
+    restart_server,
+)
+
+pytestmark = pytest.mark.e2e
+CARD = PaymentMethod.CARD
+# 500.00 CNY: card_b (1.50% + 1.00) is cheaper than card (1.80% + 0.30) from 233.62 CNY up.
+AMOUNT = 50_000
+
+
+async def start_scenario(stack_factory, tmp_path: Path, policy: str):
+    port = free_port()
+    fleet = SimulatedFleet(
+        settings=quick_settings(),
+        timeout_seconds=2.0,
+        notify_url=lambda channel: f"http://127.0.0.1:{port}/notify/{channel}",
+    )
+    await fleet.start()
+    credentials = fleet.write_credentials(tmp_path / "channels.json")
+    stack = stack_factory(
+        {
+            "PAYSTREAM_CHANNELS_FILE": str(credentials),
+            "PAYSTREAM_NOTIFY_PORT": str(port),
+            "PAYSTREAM_CHANNEL_QUERY_SECONDS": "0.3",
+        }
+    )
+    env = stack.environment
+    await onboard_and_publish(env.bootstrap, env.namespace, policy)
+    stack.start("worker")
+    stack.start("dispatcher")
+    return fleet, stack
+
+
+async def test_outage_failover_recovery_named_channels_lost_notices_and_a_killed_dispatcher(
+    stack_factory, tmp_path
+):
+    policy = policy_text(
+        2,
+        exploration_bp="0",
+        band_bp="3000",
+        failures_in_a_row="3",
+        probe_interval_seconds="2",
+    )
+    fleet, stack = await start_scenario(stack_factory, tmp_path, policy)
+    env = stack.environment
+    try:
+        async with (
+            PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+            RiskLog(env.bootstrap, stack.catalogue) as log,
+        ):
+            run = RoutedPayments(fleet, client, log)
+            # The cheaper acquirer takes card payments while it is healthy.
+            for _ in range(4):
+                paid = await run.ended(await run.pay(CARD, AMOUNT))
+                assert isinstance(paid, PaymentCaptured) and paid.channel == "card_b", stack.logs()
+
+            # card_b goes down: nothing reaches it, so each payment falls back to card, and
+            # after three failures in a row card_b is out and payments go to card directly.
+            port = int(fleet["card_b"].server.base_url.rsplit(":", 1)[1])
+            await fleet["card_b"].server.stop()
+            during = []
+            for _ in range(7):
+                payment_id = await run.pay(CARD, AMOUNT)
+                ended = await run.ended(payment_id)
+                assert isinstance(ended, PaymentCaptured) and ended.channel == "card"
+                during.append(run.routed(payment_id))
+            first_direct = next(n for n, r in enumerate(during) if r.channel == "card")
+            assert first_direct <= 4, [r.channel for r in during]
+            assert all(r.channel == "card" for r in during[first_direct:])
+            out = next(c for c in during[-1].candidates if c.channel == "card_b")
+            assert out.eliminated is not None, during[-1]
+
+            # card_b comes back: after the probe interval one payment probes it, succeeds,
+            # and card payments return to the cheaper acquirer.
+            await restart_server(fleet, "card_b", port)
+            await asyncio.sleep(2.5)
+            after = []
+            for _ in range(4):
+                payment_id = await run.pay(CARD, AMOUNT)
+                await run.ended(payment_id)
+                after.append(run.routed(payment_id))
+            assert after[0].channel == "card_b" and after[0].reason_code == "PROBE", after[0]
+            assert [r.channel for r in after[1:]] == ["card_b"] * 3
+
+            # A payment that names its channel goes there, whatever routing would pick.
+            named = await run.pay(CARD, AMOUNT, channel="card")
+            assert (await run.ended(named)).channel == "card"
+            assert run.routed(named).reason_code == "REQUESTED"
+
+            # WeChat loses every notification: the dispatcher's queries settle the payments.
+            fleet["wechat"].settings.lose_notifications = 1.0
+            for _ in range(3):
+                ended = await run.ended(await run.pay(PaymentMethod.WECHAT_PAY, 1_999))
+                assert isinstance(ended, PaymentCaptured) and ended.settled_by == "query"
+
+            # A dispatcher killed while charges are in flight: nothing is lost, nothing is
+            # captured twice, by one channel or by two.
+            fleet["card_b"].settings.update({"latency_ms": 1200, "latency_p99_ms": 1500})
+            in_flight = [await run.pay(CARD, AMOUNT) for _ in range(10)]
+            await asyncio.sleep(0.8)
+            await log.poll()
+            unsettled = [p for p in in_flight if not log.of(PaymentCaptured, payment_id=p)]
+            stack.processes["dispatcher"].kill()
+            assert unsettled, "the dispatcher was killed with charges in flight"
+            stack.start("dispatcher")
+            for payment_id in in_flight:
+                ended = await run.ended(payment_id, timeout=90)
+                assert isinstance(ended, PaymentCaptured), ended
+            for payment_id in [*in_flight, named]:
+                assert len(run.captured_by(payment_id)) == 1, run.captured_by(payment_id)
+    finally:
+        stack.stop()
+        await fleet.stop()
+
+
+async def test_quotas_stop_a_channel_and_the_cheaper_one_wins_only_inside_the_band(
+    stack_factory, tmp_path
+):
+    policy = policy_text(
+        2,
+        exploration_bp="0",
+        band_bp="200",
+        card_b_quota="{ count = 3 }",
+    )
+    fleet, stack = await start_scenario(stack_factory, tmp_path, policy)
+    env = stack.environment
+    try:
+        async with (
+            PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+            RiskLog(env.bootstrap, stack.catalogue) as log,
+        ):
+            run = RoutedPayments(fleet, client, log)
+            routed = []
+            for _ in range(5):
+                payment_id = await run.pay(CARD, AMOUNT)
+                await run.ended(payment_id)
+                routed.append(run.routed(payment_id))
+            assert [r.channel for r in routed] == ["card_b"] * 3 + ["card"] * 2, stack.logs()
+            over = next(c for c in routed[-1].candidates if c.channel == "card_b")
+            assert over.eliminated is not None and "quota" in over.eliminated.lower()
+
+            # Without the cap, card_b is cheaper and wins while its success rate stays within
+            # 2 points of card's; once its payments start failing it falls out of the band and
+            # the dearer card wins on success rate.
+            async with RoutingClient(env.bootstrap, namespace=env.namespace) as routing:
+                await routing.publish_policy(3, policy_text(3, exploration_bp="0"), "test")
+            await asyncio.sleep(1.0)
+            fleet["card_b"].settings.success_rate = 0.0
+            declined = []
+            while len(declined) < 8:
+                payment_id = await run.pay(CARD, AMOUNT)
+                ended = await run.ended(payment_id)
+                if run.routed(payment_id).channel == "card":
+                    break
+                assert isinstance(ended, PaymentFailed)
+                declined.append(payment_id)
+            assert 1 <= len(declined) < 8
+            winner = run.routed(payment_id)
+            assert winner.channel == "card" and winner.reason_code == "SUCCESS_RATE"
+            cheaper = next(c for c in winner.candidates if c.channel == "card_b")
+            dearer = next(c for c in winner.candidates if c.channel == "card")
+            assert cheaper.fee_minor < dearer.fee_minor
+            assert cheaper.success_rate_bp < dearer.success_rate_bp - 200
+    finally:
+        stack.stop()
+        await fleet.stop()
