@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 from aiokafka.structs import RecordMetadata
 
-from events.identity import payment_id_for
+from events.identity import payment_id_for, refund_id_for
 from events.money import Money
 from events.publisher import Publisher
 from events.records import PaymentMethod, RequestPayment, utc_now
+from events.refund_records import RequestRefund
 
 
 class MissingIdempotencyKey(ValueError):
@@ -84,6 +85,35 @@ class PaymentsClient(Publisher):
             metadata=metadata or {},
         )
         return await self.publish(command)
+
+    async def request_refund(
+        self,
+        *,
+        idempotency_key: str,
+        merchant_id: str,
+        payment_id: str,
+        amount: Money,
+        reason: str = "",
+    ) -> str:
+        """Ask to give back all or part of a captured payment; returns the refund id. Repeating
+        the call with the same key is safe: it is the same refund."""
+        if not idempotency_key:
+            raise MissingIdempotencyKey("a refund command needs an idempotency key")
+        command = RequestRefund(
+            command_id=str(uuid.uuid4()),
+            idempotency_key=idempotency_key,
+            issued_at=utc_now(),
+            merchant_id=merchant_id,
+            payment_id=payment_id,
+            amount_minor=amount.amount_minor,
+            currency=amount.currency,
+            reason=reason,
+        )
+        topic = self.topics.refund_commands.name
+        await self._producer.send_and_wait(
+            topic, value=self._codec.encode(command), key=payment_id.encode()
+        )
+        return refund_id_for(merchant_id, idempotency_key)
 
     async def publish(self, command: RequestPayment) -> PaymentReceipt:
         """Publish a prepared command as it is; the processor, not the client, judges it."""

@@ -44,3 +44,8 @@ def uuid5_text(name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     text = digest.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def refund_id_for(merchant_id: str, idempotency_key: str) -> str:
+    """The refund id a merchant's refund idempotency key maps to (a repeat is the same refund)."""
+    return derived_id("refund", merchant_id, idempotency_key)

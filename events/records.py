@@ -213,6 +213,8 @@ class PaymentRefunded(AvroRecord):
     refund_id: str
     amount_minor: int
     currency: str
+    channel: str | None = None  # the channel that gave the money back (v2)
+    channel_ref: str | None = None  # its id of the refund (v2)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from events.records import (
     PaymentRejected,
     RequestPayment,
 )
+from events.refund_records import RefundFailed, RefundRejected, RefundRouted, RequestRefund
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
@@ -123,6 +124,9 @@ class TopicCatalogue:
                 ChannelNotified,
                 PaymentCaptured,
                 PaymentFailed,
+                RefundRouted,
+                RefundRejected,
+                RefundFailed,
                 PaymentRefunded,
                 ChargebackReceived,
             ),
@@ -243,6 +247,17 @@ class TopicCatalogue:
         )
 
     def _add_routing_topics(self, namespace: str, partitions: int) -> None:
+        self.refund_commands = TopicSpec(
+            name=f"{namespace}.refunds.commands",
+            partitions=partitions,
+            retention_ms=7 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="payment_id (UTF-8 UUID text) of the payment to refund, co-partitioned with the "
+            "payment log",
+            records=(RequestRefund,),
+            purpose="Refund commands from merchants (PaymentsClient.request_refund).",
+            ordering="Per payment.",
+        )
         self.routing_policies = TopicSpec(
             name=f"{namespace}.routing.policies",
             partitions=1,
@@ -268,6 +283,11 @@ class TopicCatalogue:
         self.routing_waiting = _changelog(
             namespace, "routing-waiting", partitions, "payment_id", "events", True
         )
+        # What each payment captured and gave back: a refund is checked against it, so it is
+        # as prompt as the refunds it guards.
+        self.routing_captures = _changelog(
+            namespace, "routing-captures", partitions, "payment_id", "events", True
+        )
 
     def changelogs(self) -> tuple[TopicSpec, ...]:
         """The processors' state changelogs."""
@@ -277,6 +297,7 @@ class TopicCatalogue:
             self.risk_feature_state,
             self.risk_health,
             self.routing_waiting,
+            self.routing_captures,
         )
 
     def unhurried(self) -> list[str]:
@@ -287,6 +308,7 @@ class TopicCatalogue:
         """Every topic of the catalogue, in pipeline order."""
         return (
             self.commands,
+            self.refund_commands,
             self.events,
             self.merchants,
             self.rulesets,

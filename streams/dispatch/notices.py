@@ -12,11 +12,11 @@ import time
 
 from events.routing_records import ChannelNotified
 
-Slot = tuple[str, str]  # (payment id, channel)
+Slot = tuple[str, str]  # (payment id, or refund id for a refund's notice; channel)
 
 
 class NoticeBoard:
-    """Payment notifications by payment and channel, handed to whoever waits for them."""
+    """Notifications by payment (or refund) and channel, handed to whoever waits for them."""
 
     def __init__(self, keep_seconds: float = 3_600.0) -> None:
         self._keep_seconds = keep_seconds
@@ -24,8 +24,9 @@ class NoticeBoard:
         self._early: dict[Slot, tuple[float, ChannelNotified]] = {}
 
     def post(self, notice: ChannelNotified) -> None:
-        """A payment notification came in: wake its waiter or keep it until one asks."""
-        slot = (notice.payment_id, notice.channel)
+        """A notification came in: wake its waiter or keep it until one asks."""
+        subject = notice.refund_id if notice.kind == "REFUND" and notice.refund_id else None
+        slot = (subject or notice.payment_id, notice.channel)
         waiter = self._waiting.pop(slot, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(notice)
@@ -33,9 +34,10 @@ class NoticeBoard:
         self._early[slot] = (time.monotonic(), notice)
         self._drop_stale()
 
-    async def wait(self, payment_id: str, channel: str, seconds: float) -> ChannelNotified | None:
-        """The notification for this payment on this channel, or None after ``seconds``."""
-        slot = (payment_id, channel)
+    async def wait(self, subject: str, channel: str, seconds: float) -> ChannelNotified | None:
+        """The notification about ``subject`` (a payment id, or a refund id) on this channel, or
+        None after ``seconds``."""
+        slot = (subject, channel)
         early = self._early.pop(slot, None)
         if early is not None:
             return early[1]

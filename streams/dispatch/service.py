@@ -1,10 +1,11 @@
-"""The dispatcher process: routed payments off the payment log, through their channels.
+"""The dispatcher process: routed payments and refunds off the payment log, through channels.
 
 It is a member of the consumer group ``<ns>.dispatch`` over the payment log. Each
-PaymentRouted starts its payment's dispatch as a task (the first routing of a payment wins: a
-second, written by a router replaying after a crash, is ignored); ChannelNotified records
-wake the dispatches waiting for them. A partition is committed up to its oldest unfinished
-dispatch, once everything the finished ones emitted is acknowledged.
+PaymentRouted starts its payment's dispatch as a task, each RefundRouted its refund's (the
+first routing of either wins: a second, written by a router replaying after a crash, is
+ignored); ChannelNotified records wake the dispatches waiting for them. A partition is
+committed up to its oldest unfinished dispatch, once everything the finished ones emitted is
+acknowledged.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from channels.base import ChannelAdapter
 from events.dead_letters import dead_letter_for_message
 from events.records import AvroRecord
+from events.refund_records import RefundRouted
 from events.routing_records import ChannelNotified, ChannelObservation, PaymentRouted
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from streams.dispatch.attempts import PATIENT, DispatchPlan, PaymentDispatcher, SettleTiming
 from streams.dispatch.notices import NoticeBoard
 from streams.dispatch.progress import PartitionProgress
+from streams.dispatch.refunding import RefundDispatcher, RefundPlan
 from streams.engine.kafka import Delivered, ProducerLink, group_consumer
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class DispatchService:
         self.producer = ProducerLink(bootstrap, unhurried=catalogue.unhurried())
         self.notices = NoticeBoard()
         self._dispatcher = PaymentDispatcher(adapters, self.notices, self.emit, notify_url, timing)
+        self._refunder = RefundDispatcher(adapters, self.notices, self.emit, notify_url, timing)
         self._consumer: Consumer = group_consumer(
             bootstrap, f"{catalogue.namespace}.dispatch", session_timeout_ms, self._answered
         )
@@ -131,7 +135,7 @@ class DispatchService:
         progress.read(message.offset)
         try:
             subject = self._codec.subject_of(message.value)
-            if subject == PaymentRouted.subject:
+            if subject in (PaymentRouted.subject, RefundRouted.subject):
                 self._routed(message, progress)
             elif subject == ChannelNotified.subject:
                 self._notified(message)
@@ -143,35 +147,48 @@ class DispatchService:
 
     def _routed(self, message: Delivered, progress: PartitionProgress) -> None:
         routed = self._codec.decode(message.value)
-        if not isinstance(routed, PaymentRouted) or routed.channel is None:
-            return  # no channel: the router ended the payment itself
+        work = self._work(routed)
+        if work is None:
+            return
+        subject, dispatch = work
         started = self._started.setdefault(message.partition, set())
-        if routed.payment_id in started:
+        if subject in started:
             return  # routed again by a replaying router: the first routing stands
-        started.add(routed.payment_id)
+        started.add(subject)
         progress.opened(message.offset)
         slot = (message.partition, message.offset)
-        self._tasks[slot] = asyncio.get_running_loop().create_task(
-            self._dispatch(plan_of(routed), slot)
-        )
-        self._tasks[slot].add_done_callback(lambda _: started.discard(routed.payment_id))
+        task = asyncio.get_running_loop().create_task(self._dispatch(dispatch, subject, slot))
+        task.add_done_callback(lambda _: started.discard(subject))
+        self._tasks[slot] = task
+
+    def _work(self, routed: AvroRecord) -> tuple[str, Callable[[], Awaitable[None]]] | None:
+        """What a routing asks for: (the payment or refund id, its dispatch), or None."""
+        if isinstance(routed, PaymentRouted) and routed.channel is not None:
+            plan = plan_of(routed)
+            return routed.payment_id, lambda: self._dispatcher.dispatch(plan)
+        if isinstance(routed, RefundRouted):
+            refund = RefundPlan.of(routed)
+            return routed.refund_id, lambda: self._refunder.dispatch(refund)
+        return None  # no channel: the router ended the payment itself
 
     def _notified(self, message: Delivered) -> None:
         notice = self._codec.decode(message.value)
-        if isinstance(notice, ChannelNotified) and notice.kind == "PAYMENT":
+        if isinstance(notice, ChannelNotified):
             self.notices.post(notice)
 
-    async def _dispatch(self, plan: DispatchPlan, slot: tuple[int, int]) -> None:
+    async def _dispatch(
+        self, dispatch: Callable[[], Awaitable[None]], subject: str, slot: tuple[int, int]
+    ) -> None:
         while True:
             try:
-                await self._dispatcher.dispatch(plan)
+                await dispatch()
                 break
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # The dispatch is repeatable (the channels answer a repeated order from their
-                # records): a bug or an unexpected answer is retried, never skipped.
-                log.exception("dispatch of %s failed; trying again", plan.payment_id)
+                # A dispatch is repeatable (the channels answer a repeated order or refund from
+                # their records): a bug or an unexpected answer is retried, never skipped.
+                log.exception("dispatch of %s failed; trying again", subject)
                 await asyncio.sleep(RESTART_DELAY)
         self._retiring.append((self.producer.mark(), *slot))
 

@@ -30,6 +30,7 @@ from events.records import (
     RequestPayment,
     utc_now,
 )
+from events.refund_records import RefundFailed, RefundRejected, RefundRouted
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
@@ -41,6 +42,14 @@ from events.risk_records import (
     ReviewDecision,
     RiskAssessed,
     RiskHoldResolved,
+)
+from events.routing_records import (
+    ChannelAttemptFailed,
+    ChannelAttemptPending,
+    ChannelNotified,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRouted,
 )
 from events.topics import TopicCatalogue
 from events.wire import EventCodec, UnexpectedRecordType
@@ -63,7 +72,7 @@ log = logging.getLogger(__name__)
 
 RISK, CASES, FEATURES, HEALTH = "risk", "risk-cases", "risk-features", "risk-health"
 # Payment-log records no risk desk reads: the processor's own intake outcomes and decisions
-# (acted on, and regrouped, when made).
+# (acted on, and regrouped, when made), and the routing and dispatch steps that follow them.
 PASSED_OVER = frozenset(
     cls.subject
     for cls in (
@@ -72,6 +81,15 @@ PASSED_OVER = frozenset(
         CommandDeduplicated,
         RiskAssessed,
         RiskHoldResolved,
+        PaymentRouted,
+        ChannelAttemptPending,
+        ChannelAttemptFailed,
+        ChannelNotified,
+        PaymentCaptured,
+        PaymentFailed,
+        RefundRouted,
+        RefundRejected,
+        RefundFailed,
     )
 )
 TIMER_INTERVAL = 0.25

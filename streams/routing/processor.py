@@ -2,6 +2,8 @@
 
 One stage, ``routing``, in its own consumer group over the payment log:
 - a PaymentAccepted is remembered (the ``routing-waiting`` store) until risk has decided;
+- refund commands (``refunds.commands``, co-partitioned with the log) are checked against the
+  payment's capture and sent back to the channel that captured it (``streams.routing.refunds``);
 - a RiskAssessed APPROVE, or a RiskHoldResolved that releases a held payment, routes it now:
   PaymentRouted with every candidate and why the winner won (and PaymentFailed when no
   channel can take it); a rejection forgets it;
@@ -30,6 +32,7 @@ from events.records import (
     PaymentRejected,
     utc_now,
 )
+from events.refund_records import RefundFailed, RefundRejected, RefundRouted, RequestRefund
 from events.risk_records import HoldResolution, RiskAssessed, RiskHoldResolved, RiskOutcome
 from events.routing_records import (
     ChannelAttemptFailed,
@@ -55,6 +58,7 @@ from streams.routing.health import HealthBoard
 from streams.routing.policy import RoutingPolicy
 from streams.routing.policy_file import PolicyError, default_policy, parse_policy
 from streams.routing.quotas import QuotaBook
+from streams.routing.refunds import RefundDesk
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +73,9 @@ PASSED_OVER = frozenset(
         ChannelAttemptPending,
         ChannelAttemptFailed,
         ChannelNotified,
-        PaymentCaptured,
         PaymentFailed,
-        PaymentRefunded,
+        RefundRouted,
+        RefundRejected,
     )
 )
 
@@ -102,6 +106,8 @@ class Router:
         # The newest version published on the log (0: none yet, the shipped policy routes).
         self.published_version = 0
         self.waiting = StateStore(catalogue.routing_waiting)
+        self.captures = StateStore(catalogue.routing_captures)
+        self.refunds = RefundDesk(self.captures, catalogue)
         self.reader = BroadcastReader(
             bootstrap,
             [catalogue.routing_policies, catalogue.routing_feedback],
@@ -114,14 +120,15 @@ class Router:
         """The routing stage as a processor; start it once ``reader`` has started."""
         return ProcessorSpec(
             ROUTING,
-            (self.topics.events,),
+            (self.topics.events, self.topics.refund_commands),
             self.on_logged,
-            stores=(self.waiting,),
+            stores=(self.waiting, self.captures),
             passed_over=PASSED_OVER,
         )
 
     def on_logged(self, message: Delivered, record: AvroRecord) -> list[Outgoing]:
-        """Remember accepted payments; route them when risk lets them through."""
+        """Remember accepted payments and route them when risk lets them through; keep captures
+        and route the refunds asked of them."""
         if isinstance(record, PaymentAccepted):
             self._remember(record)
         elif isinstance(record, RiskAssessed):
@@ -129,6 +136,19 @@ class Router:
         elif isinstance(record, RiskHoldResolved):
             released = record.resolution is HoldResolution.RELEASED
             return self._route(record.payment_id) if released else self._forget(record.payment_id)
+        else:
+            return self._on_refund_step(record)
+        return []
+
+    def _on_refund_step(self, record: AvroRecord) -> list[Outgoing]:
+        if isinstance(record, RequestRefund):
+            return self.refunds.on_request(record, utc_now())
+        if isinstance(record, PaymentCaptured):
+            self.refunds.on_captured(record)
+        elif isinstance(record, PaymentRefunded):
+            self.refunds.on_refunded(record)
+        elif isinstance(record, RefundFailed):
+            self.refunds.on_failed(record)
         return []
 
     def _remember(self, accepted: PaymentAccepted) -> None:

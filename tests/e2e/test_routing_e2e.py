@@ -13,11 +13,14 @@ import pytest
 
 from channels.fleet import SimulatedFleet
 from events.client import PaymentsClient
-from events.records import PaymentMethod
+from events.money import Money
+from events.records import PaymentMethod, PaymentRefunded
+from events.refund_records import RefundRejected, RefundRouted
 from events.routing_client import RoutingClient
 from events.routing_records import PaymentCaptured, PaymentFailed
 from tests.e2e.risk_support import RiskLog
 from tests.e2e.routing_support import (
+    MERCHANT,
     RoutedPayments,
     free_port,
     onboard_and_publish,
@@ -185,6 +188,62 @@ async def test_quotas_stop_a_channel_and_the_cheaper_one_wins_only_inside_the_ba
             dearer = next(c for c in winner.candidates if c.channel == "card")
             assert cheaper.fee_minor < dearer.fee_minor
             assert cheaper.success_rate_bp < dearer.success_rate_bp - 200
+    finally:
+        stack.stop()
+        await fleet.stop()
+
+
+async def test_refunds_go_back_through_the_capturing_channel_never_above_the_capture(
+    stack_factory, tmp_path
+):
+    fleet, stack = await start_scenario(stack_factory, tmp_path, policy_text(2))
+    env = stack.environment
+    try:
+        async with (
+            PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+            RiskLog(env.bootstrap, stack.catalogue) as log,
+        ):
+            run = RoutedPayments(fleet, client, log)
+            paid = {}
+            for method, amount in ((PaymentMethod.WECHAT_PAY, 1_999), (CARD, AMOUNT)):
+                payment_id = await run.pay(method, amount)
+                captured = await run.ended(payment_id)
+                assert isinstance(captured, PaymentCaptured), stack.logs()
+                paid[method] = (payment_id, captured.channel)
+
+            async def refund(method: PaymentMethod, amount: int, key: str) -> str:
+                return await client.request_refund(
+                    idempotency_key=key,
+                    merchant_id=MERCHANT,
+                    payment_id=paid[method][0],
+                    amount=Money(amount, "CNY"),
+                    reason="test",
+                )
+
+            # Two partial refunds of the WeChat payment, one repeated; the third asks for more
+            # than is left and is refused; the rest of it then goes back too.
+            first = await refund(PaymentMethod.WECHAT_PAY, 500, "w1")
+            assert await refund(PaymentMethod.WECHAT_PAY, 500, "w1") == first
+            await log.one(PaymentRefunded, refund_id=first)
+            second = await refund(PaymentMethod.WECHAT_PAY, 500, "w2")
+            await log.one(PaymentRefunded, refund_id=second)
+            over = await refund(PaymentMethod.WECHAT_PAY, 1_000, "w3")
+            rejected = await log.one(RefundRejected, refund_id=over)
+            assert rejected.reason_code == "OVER_REFUNDABLE" and "999" in rejected.detail
+            rest = await refund(PaymentMethod.WECHAT_PAY, 999, "w4")
+            done = await log.one(PaymentRefunded, refund_id=rest)
+            assert done.channel == "wechat" and done.channel_ref
+
+            # The card payment is refunded in full, through the acquirer that captured it.
+            whole = await refund(CARD, AMOUNT, "c1")
+            card_refund = await log.one(PaymentRefunded, refund_id=whole)
+            assert card_refund.channel == paid[CARD][1]
+
+            wechat_order = fleet["wechat"].simulator.book.get(paid[PaymentMethod.WECHAT_PAY][0])
+            assert sorted(r.amount_minor for r in wechat_order.refunds) == [500, 500, 999]
+            card_order = fleet[paid[CARD][1]].simulator.book.get(paid[CARD][0])
+            assert [r.amount_minor for r in card_order.refunds] == [AMOUNT]
+            assert len(log.of(RefundRouted)) == 4
     finally:
         stack.stop()
         await fleet.stop()

@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
-from channels.base import (
-    AttemptOutcome,
-    ChannelNotice,
-    ChannelReply,
-    ChargeOrder,
-    ErrorClass,
-    ErrorCodeMap,
-    NoticeAnswer,
-    RefundOrder,
-)
+from channels.base import AttemptOutcome, ChannelReply
 from events.records import AvroRecord, utc_now
 from events.routing_records import (
     ChannelAttemptFailed,
@@ -26,57 +16,13 @@ from events.routing_records import (
 )
 from streams.dispatch.attempts import DispatchPlan, PaymentDispatcher, SettleTiming
 from streams.dispatch.notices import NoticeBoard
-
-CODES = ErrorCodeMap(
-    {
-        "busy": ErrorClass.RETRYABLE,
-        "declined": ErrorClass.FINAL,
-        "system_error": ErrorClass.UNKNOWN,
-        "no_such_order": ErrorClass.RETRYABLE,
-    },
-    absent=frozenset({"no_such_order"}),
+from tests.unit.scripted_channels import (
+    NOT_FOUND,
+    PENDING,
+    SUCCESS,
+    TIMEOUT,
+    ScriptedChannel,
 )
-SUCCESS = ChannelReply(AttemptOutcome.SUCCEEDED, "ref-1")
-TIMEOUT = ChannelReply(AttemptOutcome.UNKNOWN, code="TIMEOUT")
-PENDING = ChannelReply(AttemptOutcome.PENDING)
-NOT_FOUND = ChannelReply(AttemptOutcome.FAILED, code="no_such_order")
-
-
-class ScriptedChannel:
-    """A channel that answers charges and queries from scripts, and counts the captures."""
-
-    def __init__(
-        self, name: str, charges: list[ChannelReply], queries: list[ChannelReply] = ()
-    ) -> None:
-        self.name = name
-        self.error_codes = CODES
-        self._charges = list(charges)
-        self._queries = list(queries)
-        self.charge_calls = 0
-        self.query_calls = 0
-
-    async def charge(self, order: ChargeOrder) -> ChannelReply:
-        self.charge_calls += 1
-        return self._charges.pop(0) if len(self._charges) > 1 else self._charges[0]
-
-    async def query(self, order_id: str) -> ChannelReply:
-        self.query_calls += 1
-        return self._queries.pop(0) if len(self._queries) > 1 else self._queries[0]
-
-    async def refund(self, order: RefundOrder) -> ChannelReply:
-        raise NotImplementedError
-
-    def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
-        raise NotImplementedError
-
-    def acknowledge(self) -> NoticeAnswer:
-        return NoticeAnswer(200)
-
-    def refuse(self, reason: str) -> NoticeAnswer:
-        return NoticeAnswer(400)
-
-    async def close(self) -> None:
-        return None
 
 
 def plan_factory(*channels: str) -> DispatchPlan:

@@ -39,6 +39,7 @@ def router_factory() -> Router:
         TopicCatalogue("unit"), CODEC, "127.0.0.1:1", ZoneInfo("Asia/Shanghai"), lambda m, e: None
     )
     router.waiting.bind(0)
+    router.captures.bind(0)
     return router
 
 

@@ -14,6 +14,7 @@ from events.records import (
     PaymentRejected,
     RequestPayment,
 )
+from events.refund_records import RefundFailed, RefundRejected, RefundRouted, RequestRefund
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
@@ -165,6 +166,9 @@ def test_topics_carry_the_records_their_consumers_expect():
         ChannelNotified,
         PaymentCaptured,
         PaymentFailed,
+        RefundRouted,
+        RefundRejected,
+        RefundFailed,
         PaymentRefunded,
         ChargebackReceived,
     }
@@ -189,6 +193,7 @@ def test_topics_carry_the_records_their_consumers_expect():
     }
     assert set(catalogue.risk_outcomes.records) == {MerchantOutcomeBatch, MerchantOutcome}
     assert catalogue.routing_policies.records == (RoutingPolicyPublished,)
+    assert catalogue.refund_commands.records == (RequestRefund,)
     assert set(catalogue.routing_feedback.records) == {ChannelObservation, ChannelUsage}
 
 

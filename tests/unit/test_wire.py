@@ -25,6 +25,7 @@ from events.records import (
     RejectionReason,
     RequestPayment,
 )
+from events.refund_records import RefundFailed, RefundRejected, RefundRouted, RequestRefund
 from events.risk_records import (
     FeatureRelease,
     FeatureRequest,
@@ -171,6 +172,8 @@ def _payment_refunded() -> PaymentRefunded:
         refund_id="rf-20240501-000017",
         amount_minor=12_800,
         currency="CNY",
+        channel="alipay",
+        channel_ref="2024050122001400001234567890",
     )
 
 
@@ -561,6 +564,66 @@ def _routing_policy_published() -> RoutingPolicyPublished:
     )
 
 
+def _request_refund() -> RequestRefund:
+    return RequestRefund(
+        command_id="5b1e9c7e-2f0a-4c44-9a51-77f3b0a1d2c3",
+        idempotency_key="refund-0000042-1",
+        issued_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        payment_id=PAYMENT_ID,
+        amount_minor=3_000,
+        currency="CNY",
+        reason="the user cancelled part of the order",
+    )
+
+
+def _refund_routed() -> RefundRouted:
+    return RefundRouted(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        refund_id="rf-20240501-000017",
+        command_id="5b1e9c7e-2f0a-4c44-9a51-77f3b0a1d2c3",
+        amount_minor=3_000,
+        currency="CNY",
+        captured_minor=12_800,
+        refundable_minor=12_800,
+        channel="wechat",
+        reason="the user cancelled part of the order",
+    )
+
+
+def _refund_rejected() -> RefundRejected:
+    return RefundRejected(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        refund_id="rf-20240501-000018",
+        command_id="0c3d7a55-9f1e-4b2a-8c6d-2e4f6a8b0c1d",
+        amount_minor=20_000,
+        currency="CNY",
+        reason_code="OVER_REFUNDABLE",
+        detail="only 9800 minor units are left to refund",
+    )
+
+
+def _refund_failed() -> RefundFailed:
+    return RefundFailed(
+        event_id=EVENT_ID,
+        payment_id=PAYMENT_ID,
+        occurred_at=DECIDED_AT,
+        merchant_id="shop-0042",
+        refund_id="rf-20240501-000017",
+        channel="wechat",
+        amount_minor=3_000,
+        currency="CNY",
+        code="NOT_ENOUGH",
+        detail="the merchant's balance cannot fund the refund yet",
+    )
+
+
 BUILDERS = {
     RequestPayment: _request_payment,
     PaymentAccepted: _payment_accepted,
@@ -596,6 +659,10 @@ BUILDERS = {
     ChannelObservation: _channel_observation,
     ChannelUsage: _channel_usage,
     RoutingPolicyPublished: _routing_policy_published,
+    RequestRefund: _request_refund,
+    RefundRouted: _refund_routed,
+    RefundRejected: _refund_rejected,
+    RefundFailed: _refund_failed,
 }
 
 
