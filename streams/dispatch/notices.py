@@ -1,8 +1,10 @@
 """Where channel notifications meet the dispatches waiting for them.
 
-A notification can arrive before the dispatch that waits for it has asked (the channel was
-quick, or the dispatch is being replayed after a crash): it is kept until asked for, for a
-while, so no result is missed and none waits for a query it did not need.
+A notification can arrive before the dispatch that waits for it has asked (the channel
+answered the notification before its reply to the charge came back): it is kept until asked
+for, for a while, so no result is missed and none waits for a query it did not need. Most kept
+notices are never asked for (their payments are settled already: repeats, late ones), so
+their number is capped, the oldest going first; a dispatch that misses one asks the channel.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ Slot = tuple[str, str]  # (payment id, or refund id for a refund's notice; chann
 class NoticeBoard:
     """Notifications by payment (or refund) and channel, handed to whoever waits for them."""
 
-    def __init__(self, keep_seconds: float = 3_600.0) -> None:
+    def __init__(self, keep_seconds: float = 600.0, most_kept: int = 50_000) -> None:
         self._keep_seconds = keep_seconds
+        self._most_kept = most_kept
         self._waiting: dict[Slot, asyncio.Future[ChannelNotified]] = {}
         self._early: dict[Slot, tuple[float, ChannelNotified]] = {}
 
@@ -31,6 +34,7 @@ class NoticeBoard:
         if waiter is not None and not waiter.done():
             waiter.set_result(notice)
             return
+        self._early.pop(slot, None)  # a repeat moves to the back, as the newest
         self._early[slot] = (time.monotonic(), notice)
         self._drop_stale()
 
@@ -52,6 +56,10 @@ class NoticeBoard:
                 del self._waiting[slot]
 
     def _drop_stale(self) -> None:
+        # Kept in arrival order: the stale and the surplus are at the front.
         oldest = time.monotonic() - self._keep_seconds
-        for slot in [slot for slot, (at, _) in self._early.items() if at < oldest]:
+        while self._early:
+            slot, (at, _) = next(iter(self._early.items()))
+            if at >= oldest and len(self._early) <= self._most_kept:
+                return
             del self._early[slot]

@@ -7,17 +7,21 @@ run here, so a test can take one down, slow it, or lose its notifications while 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from channels.card.signing import signature_header
 from channels.fleet import SimulatedFleet
 from events.client import PaymentsClient
 from events.money import Money
 from events.records import PaymentMethod, PaymentRefunded
 from events.refund_records import RefundRejected, RefundRouted
 from events.routing_client import RoutingClient
-from events.routing_records import PaymentCaptured, PaymentFailed
+from events.routing_records import ChannelNotified, PaymentCaptured, PaymentFailed
 from tests.e2e.risk_support import RiskLog
 from tests.e2e.routing_support import (
     MERCHANT,
@@ -247,3 +251,64 @@ async def test_refunds_go_back_through_the_capturing_channel_never_above_the_cap
     finally:
         stack.stop()
         await fleet.stop()
+
+
+async def test_repeated_late_and_forged_notifications_change_nothing(stack_factory, tmp_path):
+    fleet, stack = await start_scenario(stack_factory, tmp_path, policy_text(2))
+    env = stack.environment
+    notify_port = env.settings["PAYSTREAM_NOTIFY_PORT"]
+    secret = fleet.credentials()["channels"]["card"]["webhook_secret"]
+    try:
+        async with (
+            PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+            RiskLog(env.bootstrap, stack.catalogue) as log,
+            aiohttp.ClientSession() as http,
+        ):
+            run = RoutedPayments(fleet, client, log)
+            payment_id = await run.pay(CARD, AMOUNT, channel="card")
+            captured = await run.ended(payment_id)
+            assert isinstance(captured, PaymentCaptured), stack.logs()
+
+            async def notify(event: dict, signed_with: str = secret) -> int:
+                body = json.dumps(event).encode()
+                headers = {"Stripe-Signature": signature_header(body, [signed_with])}
+                url = f"http://127.0.0.1:{notify_port}/notify/card"
+                async with http.post(url, data=body, headers=headers) as answer:
+                    return answer.status
+
+            succeeded = _intent_event("evt_repeat", payment_id, "succeeded")
+            late_failure = _intent_event("evt_late", payment_id, "requires_payment_method")
+            assert [await notify(succeeded), await notify(succeeded)] == [200, 200]
+            assert await notify(late_failure) == 200
+            forged = _intent_event("evt_forged", payment_id, "succeeded")
+            assert await notify(forged, "whsec_not_ours") == 400
+            assert await log.until(lambda: len(log.of(ChannelNotified, notice_id="evt_late")) == 1)
+            await asyncio.sleep(1.0)
+            await log.poll()
+            assert log.of(ChannelNotified, notice_id="evt_forged") == []
+            assert len(log.of(ChannelNotified, notice_id="evt_repeat")) == 1
+            assert log.of(PaymentFailed, payment_id=payment_id) == []
+            assert [c.channel for c in log.of(PaymentCaptured, payment_id=payment_id)] == ["card"]
+            assert run.captured_by(payment_id) == ["card"]
+    finally:
+        stack.stop()
+        await fleet.stop()
+
+
+def _intent_event(event_id: str, payment_id: str, status: str) -> dict:
+    intent = {
+        "id": "pi_forwarded",
+        "object": "payment_intent",
+        "amount": AMOUNT,
+        "currency": "cny",
+        "status": status,
+        "metadata": {"order_id": payment_id},
+    }
+    kind = "succeeded" if status == "succeeded" else "payment_failed"
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": f"payment_intent.{kind}",
+        "created": int(time.time()),
+        "data": {"object": intent},
+    }
