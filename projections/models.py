@@ -66,3 +66,36 @@ class RiskDecision(Base):
     resolved_by: Mapped[str | None] = mapped_column(Text)
     resolution_reason: Mapped[str | None] = mapped_column(Text)
     last_event_id: Mapped[str] = mapped_column(String(36))
+
+
+class PaymentChannel(Base):
+    """One row per routed payment: its channel, where the attempt stands, what went back."""
+
+    __tablename__ = "payment_channels"
+
+    payment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str | None] = mapped_column(String(32), index=True)
+    routing_reason: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    channel_ref: Mapped[str | None] = mapped_column(Text)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    failure: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelRefund(Base):
+    """One row per refund a channel made: a copy of the event replayed onto the log counts once."""
+
+    __tablename__ = "channel_refunds"
+
+    refund_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(36), index=True)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    channel_ref: Mapped[str | None] = mapped_column(Text)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    refunded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -24,6 +24,7 @@ from paystream.cli.risk import risk_app
 from paystream.cli.routing import routing_app
 from paystream.config import PaystreamSettings
 from projections.database import open_database
+from projections.payment_channels import PaymentChannelProjection
 from projections.payment_status import PaymentStatusProjection
 from projections.projector import CombinedProjection, Projector
 from projections.risk_decisions import RiskDecisionProjection
@@ -67,7 +68,7 @@ def dispatcher(loglevel: str = "WARNING") -> None:
 
 @app.command()
 def project() -> None:
-    """Run the payment-status projection until stopped."""
+    """Run the read-model projections (payment status, risk decisions, channels) until stopped."""
     settings = PaystreamSettings()
     bootstrap = _bootstrap(settings)
     catalogue = TopicCatalogue(settings.namespace)
@@ -77,7 +78,8 @@ def project() -> None:
         topic=catalogue.events.name,
         dead_letter_topic=catalogue.dead_letters.name,
         projection=CombinedProjection(
-            "payment-status", [PaymentStatusProjection(), RiskDecisionProjection()]
+            "payment-status",
+            [PaymentStatusProjection(), RiskDecisionProjection(), PaymentChannelProjection()],
         ),
         engine=open_database(settings.resolved_database_url()),
         codec=EventCodec(schema_catalogue(settings.schema_registry_url)),
