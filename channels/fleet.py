@@ -9,6 +9,7 @@ rate, starts an outage or loses notifications while traffic flows.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -176,9 +177,12 @@ class SimulatedFleet:
         }
 
     def write_credentials(self, path: Path) -> Path:
-        """Write the credentials document (readable by its owner only: it holds keys)."""
-        path.write_text(json.dumps(self.credentials(), indent=2))
-        path.chmod(0o600)
+        """Write the credentials document, readable by its owner only (it holds keys) from the
+        moment it exists."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(json.dumps(self.credentials(), indent=2))
         return path
 
     async def __aenter__(self) -> SimulatedFleet:

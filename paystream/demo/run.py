@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from channels.fleet import SimulatedFleet
 from events.admin import ensure_topics
 from events.client import PaymentsClient
 from events.records import utc_now
@@ -113,7 +114,8 @@ async def follow_pipeline(
 
 
 async def _follow_risk(follower: LogFollower, progress: Progress, deadline: float) -> None:
-    """Keep watching until the risk stage decided every accepted payment."""
+    """Keep watching until the risk stage decided every accepted payment, and every payment it
+    approved was captured or failed on its channels."""
     expected = follower.tally.accepted()
     task = progress.add_task("decided by risk control", total=expected)
     while len(follower.tally.risk) < expected:
@@ -121,6 +123,14 @@ async def _follow_risk(follower: LogFollower, progress: Progress, deadline: floa
             raise DemoFailed(f"risk decided only {len(follower.tally.risk)} of {expected}")
         await follower.poll()
         progress.update(task, completed=len(follower.tally.risk))
+    approved = follower.tally.approved()
+    task = progress.add_task("settled on the channels", total=len(approved))
+    while not approved <= follower.tally.ended.keys():
+        if time.monotonic() > deadline:
+            settled = len(approved & follower.tally.ended.keys())
+            raise DemoFailed(f"only {settled} of {len(approved)} approved payments settled")
+        await follower.poll()
+        progress.update(task, completed=len(approved & follower.tally.ended.keys()))
 
 
 async def wait_projected(
@@ -180,31 +190,48 @@ def run_pipeline(
     console: Console,
     timeout: float = 300.0,
 ) -> DemoResult:
-    """Run worker and projector as child processes, drive a batch through, stop them."""
-    environment = StackEnvironment(bootstrap, settings.namespace, settings.resolved_database_url())
+    """Run the simulated channels here and the worker, dispatcher and projector as child
+    processes; drive a batch through; stop them all."""
     catalogue = TopicCatalogue(settings.namespace)
     asyncio.run(ensure_topics(bootstrap, catalogue, settings.replication_factor))
-    logs = Path(settings.home) / "logs"
-    children = [
-        ChildProcess(role, environment, logs / f"{role}.log") for role in ("worker", "project")
-    ]
-    for child in children:
-        child.start()
-    try:
-        batch = realistic_batch(
-            orders,
-            seed=int(time.time()),
-            max_amount_minor=settings.max_amount_minor,
-            max_amount_minor_by_currency=settings.max_amount_minor_by_currency,
+    batch = realistic_batch(
+        orders,
+        seed=int(time.time()),
+        max_amount_minor=settings.max_amount_minor,
+        max_amount_minor_by_currency=settings.max_amount_minor_by_currency,
+    )
+    add_card_testing(batch, random.Random(orders), utc_now())
+    return asyncio.run(_run_with_channels(settings, bootstrap, batch, console, timeout))
+
+
+async def _run_with_channels(
+    settings: PaystreamSettings,
+    bootstrap: str,
+    batch: OrderBatch,
+    console: Console,
+    timeout: float,
+) -> DemoResult:
+    async with SimulatedFleet(notify_url=settings.notify_url) as fleet:
+        credentials = fleet.write_credentials(settings.resolved_channels_file())
+        environment = StackEnvironment(
+            bootstrap,
+            settings.namespace,
+            settings.resolved_database_url(),
+            {"PAYSTREAM_CHANNELS_FILE": str(credentials)},
         )
-        add_card_testing(batch, random.Random(orders), utc_now())
-        return asyncio.run(drive(environment, batch, console, timeout))
-    except DemoFailed as failure:
-        tails = "\n".join(f"--- {c.role} ({c.log_path}) ---\n{c.log_tail()}" for c in children)
-        raise DemoFailed(f"{failure}\n{tails}") from failure
-    finally:
+        logs = Path(settings.home) / "logs"
+        roles = ("worker", "dispatcher", "project")
+        children = [ChildProcess(role, environment, logs / f"{role}.log") for role in roles]
         for child in children:
-            child.stop()
+            child.start()
+        try:
+            return await drive(environment, batch, console, timeout)
+        except DemoFailed as failure:
+            tails = "\n".join(f"--- {c.role} ({c.log_path}) ---\n{c.log_tail()}" for c in children)
+            raise DemoFailed(f"{failure}\n{tails}") from failure
+        finally:
+            for child in children:
+                await asyncio.to_thread(child.stop)
 
 
 def summary_table(result: DemoResult) -> Table:
@@ -227,6 +254,10 @@ def summary_table(result: DemoResult) -> Table:
         table.add_row(f"risk: {outcome}", str(count))
     for rule, count in tally.rules_fired().most_common(6):
         table.add_row(f"  rule fired: {rule}", str(count))
+    for channel, count in sorted(tally.captured_by_channel().items()):
+        table.add_row(f"captured on {channel}", str(count))
+    for reason, count in sorted(tally.failed_by_reason().items()):
+        table.add_row(f"not captured: {reason}", str(count))
     table.add_row("payments in the read model", str(result.projected))
     commands = len(batch.commands) + len(batch.poison)
     table.add_row(

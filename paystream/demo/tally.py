@@ -22,7 +22,8 @@ from events.records import (
     PaymentAccepted,
     PaymentRejected,
 )
-from events.risk_records import RiskAssessed
+from events.risk_records import RiskAssessed, RiskOutcome
+from events.routing_records import PaymentCaptured, PaymentFailed, PaymentRouted
 from events.wire import DecodeError, EventCodec
 
 
@@ -39,7 +40,7 @@ class BatchScope:
 
     def covers(self, record: AvroRecord) -> bool:
         """True when ``record`` answers a command or message of this batch."""
-        if isinstance(record, RiskAssessed):
+        if isinstance(record, RiskAssessed | PaymentRouted | PaymentCaptured | PaymentFailed):
             return record.payment_id in self.payment_ids
         if isinstance(record, DeadLetter):
             start = self.commands_start.get(record.source_partition, 0)
@@ -57,6 +58,8 @@ class LogTally:
     deduplicated: dict[str, CommandDeduplicated] = field(default_factory=dict)
     dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
     risk: dict[str, RiskAssessed] = field(default_factory=dict)
+    routed: dict[str, PaymentRouted] = field(default_factory=dict)
+    ended: dict[str, PaymentCaptured | PaymentFailed] = field(default_factory=dict)
     undecodable_events: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
@@ -95,6 +98,10 @@ class LogTally:
             self.dead_letters.setdefault(record.dead_letter_id, record)
         elif isinstance(record, RiskAssessed):
             self.risk.setdefault(record.payment_id, record)
+        elif isinstance(record, PaymentRouted):
+            self.routed.setdefault(record.payment_id, record)
+        elif isinstance(record, PaymentCaptured | PaymentFailed):
+            self.ended.setdefault(record.payment_id, record)
 
     def risk_outcomes(self) -> Counter[str]:
         """Risk decisions per outcome."""
@@ -103,6 +110,18 @@ class LogTally:
     def rules_fired(self) -> Counter[str]:
         """How many payments each rule fired on."""
         return Counter(firing.rule for assessed in self.risk.values() for firing in assessed.fired)
+
+    def approved(self) -> set[str]:
+        """The payments risk control let through at once (held ones are routed on release)."""
+        return {p for p, assessed in self.risk.items() if assessed.outcome is RiskOutcome.APPROVE}
+
+    def captured_by_channel(self) -> Counter[str]:
+        """Captured payments per channel."""
+        return Counter(e.channel for e in self.ended.values() if isinstance(e, PaymentCaptured))
+
+    def failed_by_reason(self) -> Counter[str]:
+        """Payments that ended without a capture, per reason."""
+        return Counter(e.reason_code for e in self.ended.values() if isinstance(e, PaymentFailed))
 
     def _seen_at(self, moment: datetime) -> None:
         self.first_at = min(self.first_at or moment, moment)

@@ -52,3 +52,9 @@ def test_demo_prints_a_summary_that_accounts_for_every_order(kafka_bootstrap, tm
     repeats = int(summary_value(output, "repeated commands published").split()[0])
     assert int(summary_value(output, "duplicates suppressed").split()[0]) == repeats
     assert "commands/s" in summary_value(output, "end to end, incl. worker start-up")
+    captured = {c: int(n) for c, n in re.findall(r"│ captured on ([a-z_]+)\s*│ (\d+)", output)}
+    not_captured = sum(int(n) for n in re.findall(r"│ not captured: [A-Z_]+\s*│ (\d+)", output))
+    assert {"alipay", "wechat"} <= captured.keys(), output
+    assert captured.keys() & {"card", "card_b"}, output
+    # Every approved payment ended on the channels; held ones may end too once released.
+    assert sum(captured.values()) + not_captured >= risk["APPROVE"]
