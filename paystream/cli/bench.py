@@ -95,3 +95,47 @@ def risk(
     console.print(
         "hops: accepted → requests sent / requests → snapshots sent / snapshots → decision"
     )
+
+
+@bench_app.command("route")
+def route(
+    payments: Annotated[int, typer.Option(help="Payments per offered rate.")] = 3_000,
+    rates: Annotated[str, typer.Option(help="Offered payments/s, comma-separated.")] = "100,1000",
+) -> None:
+    """Routing decisions alone and the router's added latency, with the bare relay baseline."""
+    from paystream.bench.route import DECISIONS_GOAL, P99_GOAL_MS, P99_GOAL_RATE, run_route_bench
+
+    settings = PaystreamSettings()
+    offered = [int(rate) for rate in rates.split(",")]
+    try:
+        with broker_session(settings) as bootstrap:
+            throughputs, latencies = run_route_bench(settings, bootstrap, payments, offered)
+    except (LocalKafkaError, TimeoutError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"routing benchmark, one broker (goal: {DECISIONS_GOAL:,} decisions/s)")
+    for column in ("run", "count", "seconds", "per second"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for rate in throughputs:
+        table.add_row(
+            rate.name, f"{rate.messages:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}"
+        )
+    console.print(table)
+    processor = Table(
+        title=f"router processor (one worker, routing only): added latency per payment "
+        f"(goal: p99 ≤ {P99_GOAL_MS:.0f} ms at {P99_GOAL_RATE:,}/s)"
+    )
+    columns = ("offered/s", "payments", "routed/s", "p50 ms", "p99 ms", "worker CPU ms/payment")
+    for column in columns:
+        processor.add_column(column, justify="right")
+    for run in latencies:
+        processor.add_row(
+            f"{run.offered_per_second:,}",
+            f"{run.payments:,}",
+            f"{run.routed_per_second:,.0f}",
+            f"{run.p50_ms:,.0f}",
+            f"{run.p99_ms:,.0f}",
+            "n/a" if run.worker_cpu_ms is None else f"{run.worker_cpu_ms:.2f}",
+        )
+    console.print(processor)
+    console.print("added latency: RiskAssessed → PaymentRouted, log timestamps")
