@@ -81,6 +81,19 @@ class RefundOrder:
 
 
 @dataclass(frozen=True)
+class PayoutOrder:
+    """Send ``amount_minor`` of ``currency`` from the platform's account to a payee's (a
+    creator or a shop withdrawing what it earned)."""
+
+    payout_id: str  # our payout id: the channel's transfer number and idempotency key
+    payee_account: str  # the payee's account on this channel (login id, openid, account id)
+    payee_name: str  # the payee's real name, which channels check against the account
+    amount_minor: int
+    currency: str
+    remark: str  # what the payee sees
+
+
+@dataclass(frozen=True)
 class ChannelReply:
     """A channel's answer to a charge, a refund or a status query."""
 
@@ -96,6 +109,7 @@ class NoticeKind(StrEnum):
 
     PAYMENT = "PAYMENT"
     REFUND = "REFUND"
+    PAYOUT = "PAYOUT"
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,7 @@ class ChannelNotice:
     amount_minor: int
     currency: str
     occurred_at: datetime
-    refund_id: str | None = None
+    refund_id: str | None = None  # for a REFUND; for a PAYOUT, our payout id
     # The channel's own id of this notification, when it has one (WeChat's `id`, Stripe's
     # event id), so a repeated notification can be recognised.
     notice_id: str | None = None
@@ -149,6 +163,15 @@ class ChannelAdapter(Protocol):
 
     async def refund(self, order: RefundOrder) -> ChannelReply:
         """Ask the channel to give money back."""
+        ...
+
+    async def payout(self, order: PayoutOrder) -> ChannelReply:
+        """Ask the channel to transfer money to a payee."""
+        ...
+
+    async def query_payout(self, payout_id: str) -> ChannelReply:
+        """Ask the channel what became of a payout (FAILED with an ``absent`` code when it has
+        no record of it)."""
         ...
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:

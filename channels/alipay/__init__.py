@@ -1,4 +1,5 @@
-"""The Alipay-style channel: RSA2 signing, the adapter, the gateway simulator and its bill."""
+"""The Alipay-style channel: RSA2 signing, the adapter (charges, refunds, payouts), the gateway
+simulator and its bill."""
 
 from channels.alipay.adapter import AlipayAdapter
 from channels.alipay.bill import (
@@ -8,7 +9,7 @@ from channels.alipay.bill import (
     trade_bill_text,
     write_trade_bill,
 )
-from channels.alipay.replies import ALIPAY_ERROR_CODES
+from channels.alipay.replies import ALIPAY_ERROR_CODES, INSUFFICIENT_BALANCE
 from channels.alipay.signing import (
     load_private_key,
     load_public_key,
@@ -21,6 +22,7 @@ from channels.alipay.simulator import RESEND_SCHEDULE_SECONDS, AlipaySimulator, 
 __all__ = [
     "ALIPAY_ERROR_CODES",
     "BILL_COLUMNS",
+    "INSUFFICIENT_BALANCE",
     "RESEND_SCHEDULE_SECONDS",
     "AlipayAdapter",
     "AlipaySimulator",

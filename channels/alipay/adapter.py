@@ -1,9 +1,11 @@
 """The Alipay-style channel adapter: our orders as open-platform gateway calls.
 
 Charges are server-side captures (alipay.trade.pay with the buyer's payment code), queries
-are alipay.trade.query and refunds alipay.trade.refund, all idempotent on our ids
-(out_trade_no and out_request_no). Every request is signed with the application's private key
-and every answer's signature is checked with the channel's public key before it is believed.
+are alipay.trade.query and refunds alipay.trade.refund; payouts are
+alipay.fund.trans.uni.transfer and their queries alipay.fund.trans.common.query. All are
+idempotent on our ids (out_trade_no, out_request_no, out_biz_no). Every request is signed
+with the application's private key and every answer's signature is checked with the
+channel's public key before it is believed.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels.alipay.notices import read_trade_notice
+from channels.alipay.payouts import transfer_query_reply, transfer_reply
 from channels.alipay.protocol import (
     CHARSET,
     CURRENCY,
     ERROR_RESPONSE_KEY,
     GATEWAY_PATH,
+    LOGON_ID,
     NOTICE_ACCEPTED,
     NOTICE_REJECTED,
     PAY,
@@ -29,6 +33,10 @@ from channels.alipay.protocol import (
     REFUND,
     SHANGHAI,
     SIGN_TYPE,
+    TRANSFER,
+    TRANSFER_PRODUCT,
+    TRANSFER_QUERY,
+    TRANSFER_SCENE,
     VERSION,
     channel_time,
     response_key,
@@ -53,6 +61,7 @@ from channels.base import (
     ChargeOrder,
     ErrorCodeMap,
     NoticeAnswer,
+    PayoutOrder,
     RefundOrder,
 )
 from events.money import decimal_text
@@ -60,6 +69,8 @@ from events.money import decimal_text
 ReadNode = Callable[[Mapping[str, Any]], ChannelReply]
 # The channel's sandbox payment code; a real checkout scans the buyer's own.
 SANDBOX_PAYMENT_CODE = "286001234567890123"
+# The title on the payee's statement when a payout carries no remark (a withdrawal).
+PAYOUT_TITLE = "提现"
 
 
 def sandbox_payment_code(_: ChargeOrder) -> str:
@@ -126,6 +137,37 @@ class AlipayAdapter:
         if order.reason:
             biz["refund_reason"] = order.reason
         return await self._call(REFUND, biz, refund_reply)
+
+    async def payout(self, order: PayoutOrder) -> ChannelReply:
+        """Transfer to the payee's account once per payout id (alipay.fund.trans.uni.transfer,
+        out_biz_no); the channel checks the payee's name against the account."""
+        if order.currency != CURRENCY:
+            return _currency_refused(order.currency)
+        biz: dict[str, Any] = {
+            "out_biz_no": order.payout_id,
+            "trans_amount": decimal_text(order.amount_minor, order.currency),
+            "product_code": TRANSFER_PRODUCT,
+            "biz_scene": TRANSFER_SCENE,
+            "order_title": order.remark or PAYOUT_TITLE,
+            "payee_info": {
+                "identity": order.payee_account,
+                "identity_type": LOGON_ID,
+                "name": order.payee_name,
+            },
+        }
+        if order.remark:
+            biz["remark"] = order.remark
+        return await self._call(TRANSFER, biz, transfer_reply)
+
+    async def query_payout(self, payout_id: str) -> ChannelReply:
+        """Where the payout stands, by our payout id (alipay.fund.trans.common.query); FAILED
+        with ORDER_NOT_EXIST when the channel made no transfer under it."""
+        biz = {
+            "out_biz_no": payout_id,
+            "product_code": TRANSFER_PRODUCT,
+            "biz_scene": TRANSFER_SCENE,
+        }
+        return await self._call(TRANSFER_QUERY, biz, transfer_query_reply)
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
         """Verify and decode a notification form; raises NoticeRefused with the reason."""

@@ -18,7 +18,11 @@ VERSION = "1.0"
 PAY = "alipay.trade.pay"
 QUERY = "alipay.trade.query"
 REFUND = "alipay.trade.refund"
-METHODS = (PAY, QUERY, REFUND)
+# Payouts: one transfer from the platform's balance to a payee's account, and its query.
+TRANSFER = "alipay.fund.trans.uni.transfer"
+TRANSFER_QUERY = "alipay.fund.trans.common.query"
+TRANSFER_METHODS = (TRANSFER, TRANSFER_QUERY)
+METHODS = (PAY, QUERY, REFUND, *TRANSFER_METHODS)
 # The member an answer stands under when the gateway cannot name the method's own.
 ERROR_RESPONSE_KEY = "error_response"
 
@@ -34,6 +38,22 @@ TRADE_SUCCESS = "TRADE_SUCCESS"
 TRADE_FINISHED = "TRADE_FINISHED"
 TRADE_CLOSED = "TRADE_CLOSED"
 WAIT_BUYER_PAY = "WAIT_BUYER_PAY"
+
+# What a payout is, in the transfer API's terms: a password-free transfer to a channel account
+# named by its login id, made directly by the platform.
+TRANSFER_PRODUCT = "TRANS_ACCOUNT_NO_PWD"
+TRANSFER_SCENE = "DIRECT_TRANSFER"
+LOGON_ID = "ALIPAY_LOGON_ID"
+USER_ID = "ALIPAY_USER_ID"
+
+# A transfer's status, in a transfer's answer and in a transfer query's.
+TRANSFER_SUCCESS = "SUCCESS"
+TRANSFER_DEALING = "DEALING"
+TRANSFER_INIT = "INIT"
+TRANSFER_WAIT_PAY = "WAIT_PAY"
+TRANSFER_FAIL = "FAIL"
+TRANSFER_REFUND = "REFUND"  # a bank's return of the money, after a success
+TRANSFER_CLOSED = "CLOSED"
 
 NOTIFY_TYPE = "trade_status_sync"
 # The body a merchant answers to stop the re-sends; anything else asks for another.

@@ -2,7 +2,8 @@
 
 A failure is classed by its ``sub_code`` (the gateway's ``code`` only says which layer
 answered). A code that does not say whether money moved is UNKNOWN and its reply is UNKNOWN
-too, so the dispatcher queries before doing anything else.
+too, so the dispatcher queries before doing anything else. The transfer API's codes (payouts)
+have no ``ACQ.`` prefix and share the map.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ DISCONNECTED = "DISCONNECTED"
 CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
 # A closed trade that was never paid, as a query reports it.
 TRADE_HAS_CLOSE = "ACQ.TRADE_HAS_CLOSE"
+# A transfer the channel reports failed without naming why.
+TRANSFER_FAILED = "TRANSFER_FAILED"
+# The channel holds no transfer under our payout id (alipay.fund.trans.common.query).
+TRANSFER_NOT_EXIST = "ORDER_NOT_EXIST"
+# The platform's account cannot cover the payout: operators top it up and ask again.
+INSUFFICIENT_BALANCE = frozenset({"PAYER_BALANCE_NOT_ENOUGH", "BALANCE_IS_NOT_ENOUGH"})
 
 # Nothing moved and the fault is ours or the merchant account's: another channel may take it.
 _RETRYABLE = (
@@ -62,8 +69,9 @@ _RETRYABLE = (
     "ACQ.BEYOND_PER_RECEIPT_RESTRICTION",
     "ACQ.INVALID_STORE_ID",
     "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-    # The channel holds no trade under our order id: nothing moved there.
+    # The channel holds no trade (or transfer) under our id: nothing moved there.
     "ACQ.TRADE_NOT_EXIST",
+    TRANSFER_NOT_EXIST,
 )
 
 # Nothing moved because of the buyer or the trade itself: trying again elsewhere will not help.
@@ -88,6 +96,37 @@ _FINAL = (
     "ACQ.REFUND_FEE_ERROR",
 )
 
+# Payouts the transfer API refused before any money moved; sending them again cannot help.
+_PAYOUT_FINAL = (
+    TRANSFER_FAILED,
+    *sorted(INSUFFICIENT_BALANCE),
+    "INVALID_PARAMETER",
+    "PRODUCT_NOT_SIGN",
+    # The payee's account: absent, not this person's, or unable to receive.
+    "PAYEE_NOT_EXIST",
+    "PAYEE_ACCOUNT_NOT_EXSIT",  # the channel's own spelling
+    "PAYEE_USER_INFO_ERROR",
+    "PAYEE_ACCOUNT_STATUS_ERROR",
+    "PAYEE_USERINFO_STATUS_ERROR",
+    "PAYEE_ACC_OCUPIED",  # the channel's own spelling
+    "PERMIT_NON_BANK_LIMIT_PAYEE",
+    "PERM_AML_NOT_REALNAME_REV",
+    "NO_ACCOUNT_RECEIVE_PERMISSION",
+    "PAYER_PAYEE_CANNOT_SAME",
+    # The platform's account or its limits.
+    "PAYER_STATUS_ERROR",
+    "PAYCARD_UNABLE_PAYMENT",
+    "PAYER_CERTIFY_CHECK_FAIL",
+    "EXCEED_LIMIT_SM_AMOUNT",
+    "EXCEED_LIMIT_DM_AMOUNT",
+    "EXCEED_LIMIT_MM_AMOUNT",
+    "EXCEED_LIMIT_PERSONAL_SM_AMOUNT",
+    "EXCEED_LIMIT_UNRN_DM_AMOUNT",
+    "EXCEED_LIMIT_DC_RECEIVED",
+    "MEMO_REQUIRED_IN_TRANSFER_ERROR",
+    "REMARK_HAS_SENSITIVE_WORD",
+)
+
 # Money may have moved: a system error on pay does not say whether the buyer was charged, and
 # the conflicts say a trade or refund already stands under our id.
 _UNKNOWN = (
@@ -100,15 +139,20 @@ _UNKNOWN = (
     "ACQ.TRADE_HAS_SUCCESS",
     "ACQ.CONTEXT_INCONSISTENT",
     "ACQ.DISCORDANT_REPEAT_REQUEST",
+    # A transfer's system error does not say whether the payee was paid; the other code says a
+    # transfer already stands under our payout id.
+    "SYSTEM_ERROR",
+    "PAYMENT_INFO_INCONSISTENCY",
 )
 
 ALIPAY_ERROR_CODES = ErrorCodeMap(
     {
         **dict.fromkeys(_RETRYABLE, ErrorClass.RETRYABLE),
         **dict.fromkeys(_FINAL, ErrorClass.FINAL),
+        **dict.fromkeys(_PAYOUT_FINAL, ErrorClass.FINAL),
         **dict.fromkeys(_UNKNOWN, ErrorClass.UNKNOWN),
     },
-    absent=frozenset({"ACQ.TRADE_NOT_EXIST"}),
+    absent=frozenset({"ACQ.TRADE_NOT_EXIST", TRANSFER_NOT_EXIST}),
 )
 
 

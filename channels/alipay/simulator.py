@@ -1,10 +1,12 @@
 """A simulated Alipay-style open-platform gateway: ``/gateway.do`` on loopback.
 
 It verifies each call's RSA2 signature with the application's public key, answers
-alipay.trade.pay, .query and .refund from the shared order book, signs every answer with the
-channel's private key, and after each capture or refund posts the asynchronous notification
-(``trade_status_sync``) to the trade's notify_url on the channel's re-send schedule until the
-merchant answers ``success``. The daily trade bill is served under ``/_sim/bill/YYYY-MM-DD``.
+alipay.trade.pay, .query and .refund from the shared order book and the payouts
+(alipay.fund.trans.uni.transfer, alipay.fund.trans.common.query) from the platform's balance,
+signs every answer with the channel's private key, and after each capture or refund posts
+the asynchronous notification (``trade_status_sync``) to the trade's notify_url on the
+channel's re-send schedule until the merchant answers ``success``. The daily trade bill is
+served under ``/_sim/bill/YYYY-MM-DD``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from channels.alipay.protocol import (
     SHANGHAI,
     SIGN_TYPE,
     TRADE_SUCCESS,
+    TRANSFER_METHODS,
     UNAVAILABLE,
     VERSION,
     channel_time,
@@ -52,6 +55,12 @@ from channels.alipay.trades import (
     TradeDesk,
     business_failure,
     trade_status,
+)
+from channels.alipay.transfers import (
+    DEFAULT_BALANCE_MINOR,
+    DEFAULT_SINGLE_LIMIT_MINOR,
+    SimTransfer,
+    TransferDesk,
 )
 from channels.simulator import (
     Behaviour,
@@ -161,6 +170,8 @@ class AlipaySimulator:
         seller_id: str = DEFAULT_SELLER_ID,
         seed: int = 7,
         clock: Callable[[], datetime] = _now,
+        payout_balance_minor: int = DEFAULT_BALANCE_MINOR,
+        payout_single_limit_minor: int = DEFAULT_SINGLE_LIMIT_MINOR,
     ) -> None:
         self.app_id = app_id
         self.keys = keys
@@ -171,6 +182,9 @@ class AlipaySimulator:
         self.notifier = Notifier(RESEND_SCHEDULE_SECONDS, self.behaviour)
         self.buyer = Buyer()
         self._desk = TradeDesk(self.book, self.behaviour, self.buyer)
+        self._transfers = TransferDesk(
+            self.behaviour, payout_balance_minor, payout_single_limit_minor
+        )
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self.app = self._application()
@@ -178,6 +192,23 @@ class AlipaySimulator:
     def bill(self, day: date) -> str:
         """The daily trade bill for ``day`` (Beijing time) from the order book."""
         return trade_bill_text(self.book, day, account=self.seller_id, exported_at=self._clock())
+
+    @property
+    def payout_balance_minor(self) -> int:
+        """What the platform's account holds for payouts; each transfer draws it down."""
+        return self._transfers.balance_minor
+
+    @payout_balance_minor.setter
+    def payout_balance_minor(self, amount_minor: int) -> None:
+        self._transfers.balance_minor = amount_minor
+
+    def payout(self, payout_id: str) -> SimTransfer | None:
+        """The transfer made under our payout id, if the channel made one."""
+        return self._transfers.get(payout_id)
+
+    def payouts(self) -> list[SimTransfer]:
+        """Every transfer made, oldest first."""
+        return self._transfers.transfers()
 
     def server(self, port: int = 0, host: str = "127.0.0.1") -> SimulatorServer:
         """A loopback server for this simulator (``async with`` it, or start and stop it)."""
@@ -220,6 +251,8 @@ class AlipaySimulator:
         refusal = gateway_refusal(params, self.app_id, self.keys.app_public_key)
         if refusal is not None:
             return refusal
+        if method in TRANSFER_METHODS:
+            return self._transfers.answer(method, params.get("biz_content", ""), self._clock())
         try:
             biz = _biz_content(params)
         except BizRefused as refused:

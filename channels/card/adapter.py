@@ -1,14 +1,17 @@
-"""The card channel's adapter: our orders as Stripe PaymentIntents and Refunds.
+"""The card channel's adapter: our orders as Stripe PaymentIntents, Refunds and Transfers.
 
 A charge is ``POST /v1/payment_intents`` confirmed on creation, with our order id as its
 ``Idempotency-Key`` and in ``metadata[order_id]``, so a repeat replays the first answer instead
 of charging twice, and the charge can be found again by our id alone. A refund is
-``POST /v1/refunds`` against the PaymentIntent found that way, keyed by our refund id.
+``POST /v1/refunds`` against the PaymentIntent found that way, keyed by our refund id. A payout
+is a Connect transfer, ``POST /v1/transfers`` from the platform's balance to the payee's
+connected account, keyed by our payout id and carrying it as its ``transfer_group``, which
+``GET /v1/transfers`` filters by exactly: that list is the payout's status query.
 
 Stripe keeps idempotency keys for 24 hours, and some stand-ins for Stripe ignore them; with
-``look_before_create`` the adapter first looks for the PaymentIntent (or Refund) carrying our
-id and creates one only when there is none. Search results lag writes by up to a minute on
-Stripe, so the key still guards repeats that follow each other closely.
+``look_before_create`` the adapter first looks for the PaymentIntent (Refund, Transfer)
+carrying our id and creates one only when there is none. Search results lag writes by up to a
+minute on Stripe, so the key still guards repeats that follow each other closely.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from channels.base import (
     ChargeOrder,
     NoticeAnswer,
     NoticeRefused,
+    PayoutOrder,
     RefundOrder,
 )
 from channels.card.replies import (
@@ -39,8 +43,11 @@ from channels.card.replies import (
     error_reply,
     intent_reply,
     notice_from_event,
+    payout_error_reply,
+    payout_reply,
     pick_intent,
     refund_reply,
+    transfers_reply,
     unreadable,
 )
 from channels.card.signing import SIGNATURE_HEADER, SignatureRefused, verify_signature
@@ -48,6 +55,7 @@ from channels.card.signing import SIGNATURE_HEADER, SignatureRefused, verify_sig
 INTENTS_PATH = "/v1/payment_intents"
 SEARCH_PATH = "/v1/payment_intents/search"
 REFUNDS_PATH = "/v1/refunds"
+TRANSFERS_PATH = "/v1/transfers"
 _PAGE_SIZE = 100
 _LIST_PAGES = 10  # how far back the list fallback looks: the 1000 latest PaymentIntents
 _METADATA_LIMIT = 500  # Stripe's longest metadata value
@@ -126,6 +134,31 @@ class CardAdapter:
             return await self._refund(order)
         except _NoAnswer as failed:
             return failed.reply
+
+    async def payout(self, order: PayoutOrder) -> ChannelReply:
+        """Transfer to the payee's connected account; a repeat of the payout id pays once."""
+        if self._look_before_create:
+            earlier = await self.query_payout(order.payout_id)
+            if not (earlier.outcome is AttemptOutcome.FAILED and earlier.code == NOT_FOUND):
+                return earlier
+        try:
+            form = _payout_form(order)
+            answer = await self._call("POST", TRANSFERS_PATH, form=form, key=order.payout_id)
+        except _NoAnswer as failed:
+            return failed.reply
+        if answer.status == 200:
+            return payout_reply(answer.body, order)
+        return payout_error_reply(answer.status, answer.body)
+
+    async def query_payout(self, payout_id: str) -> ChannelReply:
+        """What became of a payout: the Transfers whose ``transfer_group`` is its id."""
+        query = {"transfer_group": payout_id, "limit": str(_PAGE_SIZE)}
+        try:
+            transfers = self._page(await self._call("GET", TRANSFERS_PATH, query=query))
+        except _NoAnswer as failed:
+            # A lookup that failed proves nothing either way.
+            return replace(failed.reply, outcome=AttemptOutcome.UNKNOWN)
+        return transfers_reply(transfers)
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
         """Verify ``Stripe-Signature`` and decode the event; raises NoticeRefused."""
@@ -263,6 +296,21 @@ def _refund_form(order: RefundOrder, intent_id: str) -> list[tuple[str, str]]:
         ("metadata[order_id]", order.order_id),
         ("metadata[reason]", order.reason[:_METADATA_LIMIT]),
     ]
+
+
+def _payout_form(order: PayoutOrder) -> list[tuple[str, str]]:
+    # Stripe checks who the payee is when the account is onboarded, not per transfer, so the
+    # name only rides along for the people reading the transfer.
+    form = [
+        ("amount", str(order.amount_minor)),
+        ("currency", order.currency.lower()),
+        ("destination", order.payee_account),
+        ("transfer_group", order.payout_id),
+        ("metadata[payout_id]", order.payout_id),
+        ("metadata[payee_name]", order.payee_name[:_METADATA_LIMIT]),
+    ]
+    # Stripe reads an empty value as "unset", which a create does not take.
+    return [*form, ("description", order.remark)] if order.remark else form
 
 
 def _created(answer: _Answer, read: Callable[[Any], ChannelReply]) -> ChannelReply:

@@ -76,9 +76,9 @@ def refund_json(book: CardBook, order: SimOrder, refund: SimRefund) -> dict[str,
     }
 
 
-def list_json(url: str, data: list[dict[str, Any]]) -> dict[str, Any]:
-    """A list object (every item on one page)."""
-    return {"object": "list", "url": url, "has_more": False, "data": data}
+def list_json(url: str, data: list[dict[str, Any]], *, has_more: bool = False) -> dict[str, Any]:
+    """A list object; ``has_more`` when items beyond this page match."""
+    return {"object": "list", "url": url, "has_more": has_more, "data": data}
 
 
 def search_result_json(url: str, data: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,6 +34,14 @@ class ApiAnswer:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One request's parameters and the object id in its path (empty when none)."""
+
+    params: Params
+    target: str = ""
+
+
 class Refusal(Exception):
     """Raised inside an operation to answer with ``answer`` instead of going on."""
 

@@ -2,13 +2,16 @@
 
 A PaymentIntent's ``status`` says whether money moved; a failure's ``decline_code`` (the
 issuer's reason) is more telling than its ``code``, which is more telling than its error
-``type``, so a reply carries the most specific of them that the error-code map knows.
-Anything this module cannot read is UNKNOWN: the dispatcher settles it by query.
+``type``, so a reply carries the most specific of them that the error-code map knows. A
+Transfer (a payout to a connected account) exists only once its money moved, so finding one
+is success and finding none means nothing was paid. Anything this module cannot read is
+UNKNOWN: the dispatcher settles it by query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +23,7 @@ from channels.base import (
     ErrorCodeMap,
     NoticeKind,
     NoticeRefused,
+    PayoutOrder,
 )
 
 API_VERSION = "2024-06-20"  # the version whose answer shapes this module reads
@@ -28,6 +32,11 @@ UNREADABLE = "UNREADABLE"  # an answer that is not the JSON Stripe sends
 DISCONNECTED = "DISCONNECTED"  # the connection broke after the request may have arrived
 UNREACHABLE = "UNREACHABLE"  # the request never left: nothing can have happened
 NOT_FOUND = "resource_missing"  # Stripe's code for an object that does not exist
+BALANCE_INSUFFICIENT = "balance_insufficient"  # the platform's available balance is too low
+# Stripe names a destination that does not exist only by ``resource_missing`` on the
+# ``destination`` parameter; a payout reports it as this code, which names the account.
+PAYEE_INVALID = "account_invalid"
+PAYEE_REFUSED = "transfers_not_allowed"  # the connected account cannot take transfers now
 
 _FINAL = ErrorClass.FINAL
 _RETRYABLE = ErrorClass.RETRYABLE
@@ -54,6 +63,9 @@ _CHANNEL_REFUSALS = (
 )  # fmt: skip
 # A refund beyond what is left fails the same way anywhere, so these stop the dispatcher.
 _REFUND_REFUSALS = ("charge_already_refunded", "amount_too_large", "charge_disputed")
+# A payout's payee or the platform's balance refused it: the same payout fails the same way
+# until someone acts (the payee verifies, an operator tops the balance up).
+_PAYOUT_REFUSALS = (BALANCE_INSUFFICIENT, PAYEE_INVALID, PAYEE_REFUSED, "capability_not_active")
 # Money may or may not have moved: settle by query.
 _UNSETTLED = ("api_error", "idempotency_error", TIMEOUT, UNREADABLE, DISCONNECTED)
 
@@ -61,6 +73,7 @@ CARD_ERROR_CODES = ErrorCodeMap(
     {
         **dict.fromkeys(_CARD_DECLINES, _FINAL),
         **dict.fromkeys(_REFUND_REFUSALS, _FINAL),
+        **dict.fromkeys(_PAYOUT_REFUSALS, _FINAL),
         **dict.fromkeys(_CHANNEL_REFUSALS, _RETRYABLE),
         **dict.fromkeys(_UNSETTLED, _UNKNOWN),
     },
@@ -116,6 +129,54 @@ def refund_reply(refund: Any) -> ChannelReply:
     return ChannelReply(outcome, refund["id"], code, amount_minor=_whole(refund.get("amount")))
 
 
+def transfer_reply(transfer: Any) -> ChannelReply:
+    """What a Transfer says: it exists only once its money reached the connected account."""
+    if not isinstance(transfer, dict) or transfer.get("object") != "transfer":
+        return unreadable("the answer is not a Transfer")
+    ref, amount = transfer.get("id"), _whole(transfer.get("amount"))
+    if not isinstance(ref, str) or amount is None:
+        return unreadable("the Transfer has no id or no integer amount")
+    # Only the platform reverses a transfer, and it never does for a payout; say so if one did.
+    reversed_minor = _whole(transfer.get("amount_reversed")) or 0
+    message = f"{reversed_minor} of it has since been reversed" if reversed_minor else ""
+    return ChannelReply(AttemptOutcome.SUCCEEDED, ref, message=message, amount_minor=amount)
+
+
+def payout_reply(transfer: Any, order: PayoutOrder) -> ChannelReply:
+    """A created Transfer, checked against the payout it was made for."""
+    reply = transfer_reply(transfer)
+    if reply.outcome is not AttemptOutcome.SUCCEEDED:
+        return reply
+    asked = (order.amount_minor, order.currency.lower(), order.payee_account)
+    answered = (reply.amount_minor, transfer.get("currency"), transfer.get("destination"))
+    if answered != asked:
+        return unreadable(f"Transfer {reply.channel_ref} is {answered}, the payout is {asked}")
+    return reply
+
+
+def transfers_reply(transfers: Sequence[dict[str, Any]]) -> ChannelReply:
+    """What the Transfers of one payout's group say; none at all means nothing was paid."""
+    if not transfers:
+        message = "no Transfer carries this payout id: nothing was paid"
+        return ChannelReply(AttemptOutcome.FAILED, code=NOT_FOUND, message=message)
+    # Lists come newest first: the first transfer made is the payout.
+    reply = transfer_reply(transfers[-1])
+    if len(transfers) < 2 or reply.outcome is not AttemptOutcome.SUCCEEDED:
+        return reply
+    ids = ", ".join(str(transfer.get("id")) for transfer in reversed(transfers))
+    return replace(reply, message=f"{len(transfers)} Transfers paid this payout: {ids}")
+
+
+def payout_error_reply(status: int, body: Any) -> ChannelReply:
+    """A refused transfer; a destination Stripe cannot find is reported as PAYEE_INVALID."""
+    reply = error_reply(status, body, AttemptOutcome.FAILED)
+    error = body.get("error") if isinstance(body, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    if reply.code == NOT_FOUND and param == "destination":
+        return replace(reply, code=PAYEE_INVALID)
+    return reply
+
+
 def error_reply(status: int, body: Any, refused: AttemptOutcome) -> ChannelReply:
     """A non-2xx answer; ``refused`` is the outcome of a plain refusal (FAILED when the call
     would have moved money, UNKNOWN for a lookup, where a refusal proves nothing)."""
@@ -155,6 +216,8 @@ def notice_from_event(event: Any, channel: str) -> ChannelNotice:
         kind, outcome = NoticeKind.PAYMENT, intent_reply(data_object).outcome
     elif event_type.startswith("refund."):
         kind, outcome = NoticeKind.REFUND, refund_reply(data_object).outcome
+    elif event_type == "transfer.created":
+        kind, outcome = NoticeKind.PAYOUT, transfer_reply(data_object).outcome
     else:
         raise NoticeRefused(f"unsupported_event_type:{event_type}")
     return _notice(event, data_object, channel, kind, outcome)
@@ -170,11 +233,11 @@ def _notice(
     metadata = data_object.get("metadata")
     if not isinstance(metadata, dict):
         raise NoticeRefused("event_without_metadata")
-    refund_id = _text(metadata, "refund_id") if kind is NoticeKind.REFUND else None
+    order_id, refund_id = _notice_ids(metadata, kind)
     return ChannelNotice(
         channel=channel,
         kind=kind,
-        order_id=_text(metadata, "order_id"),
+        order_id=order_id,
         outcome=outcome,
         channel_ref=_text(data_object, "id"),
         amount_minor=_required_whole(data_object, "amount"),
@@ -183,6 +246,15 @@ def _notice(
         refund_id=refund_id,
         notice_id=_text(event, "id"),
     )
+
+
+def _notice_ids(metadata: Mapping[str, Any], kind: NoticeKind) -> tuple[str, str | None]:
+    # A payout has no order: its payout id stands in both places.
+    if kind is NoticeKind.PAYOUT:
+        payout_id = _text(metadata, "payout_id")
+        return payout_id, payout_id
+    refund_id = _text(metadata, "refund_id") if kind is NoticeKind.REFUND else None
+    return _text(metadata, "order_id"), refund_id
 
 
 def _failure(error: Mapping[str, Any]) -> tuple[str | None, str]:

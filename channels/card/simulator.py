@@ -1,11 +1,13 @@
 """A card channel simulator in Stripe's API shape, on the shared simulator core.
 
 It serves ``POST /v1/payment_intents`` (confirmed on creation), ``GET /v1/payment_intents/{id}``,
-``GET /v1/payment_intents/search``, ``POST /v1/refunds`` and ``GET /v1/refunds`` with bearer
-secret-key auth and form-encoded bodies, keeps Stripe's idempotency rules (the first answer to
-a key is saved once execution starts, 500s included, and replayed; the same key with other
-parameters is an ``idempotency_error``), and sends signed webhook events on an exponential
-re-send schedule of up to three days until an endpoint answers 2xx. Business dates are UTC.
+``GET /v1/payment_intents/search``, ``POST /v1/refunds``, ``GET /v1/refunds`` and Connect's
+``POST /v1/transfers``, ``GET /v1/transfers`` and ``GET /v1/transfers/{id}`` (the platform's
+balance paying connected accounts, see ``transfers``) with bearer secret-key auth and
+form-encoded bodies, keeps Stripe's idempotency rules (the first answer to a key is saved once
+execution starts, 500s included, and replayed; the same key with other parameters is an
+``idempotency_error``), and sends signed webhook events on an exponential re-send schedule of
+up to three days until an endpoint answers 2xx. Business dates are UTC.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from channels.card.objects import (
 )
 from channels.card.params import (
     ApiAnswer,
+    ApiCall,
     Params,
     Refusal,
     currency_code,
@@ -46,6 +49,7 @@ from channels.card.params import (
     search_metadata,
 )
 from channels.card.settlement import settlement_text
+from channels.card.transfers import DEFAULT_PAYOUT_BALANCE_MINOR, TransferDesk
 from channels.card.webhooks import WebhookSender
 from channels.simulator import (
     Behaviour,
@@ -77,14 +81,6 @@ def _utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class ApiCall:
-    """One request's parameters and the object id in its path (empty when none)."""
-
-    params: Params
-    target: str = ""
-
-
-@dataclass(frozen=True)
 class _SavedAnswer:
     fingerprint: tuple[str, tuple[tuple[str, str], ...]]
     answer: ApiAnswer
@@ -105,6 +101,7 @@ class CardSimulator:
         webhook_secrets: Sequence[str] = (DEFAULT_WEBHOOK_SECRET,),
         webhook_url: str | None = None,
         fixed_fee_minor: int = 0,
+        payout_balance_minor: int = DEFAULT_PAYOUT_BALANCE_MINOR,
         seed: int = 7,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -117,7 +114,19 @@ class CardSimulator:
         self.fixed_fee_minor = fixed_fee_minor
         self._clock = clock
         self._saved: dict[str, _SavedAnswer] = {}
+        self.transfers = TransferDesk(
+            self.behaviour, clock, self.webhooks.publish, payout_balance_minor
+        )
         self.app = self._build_app()
+
+    @property
+    def payout_balance_minor(self) -> int:
+        """The platform's available balance, which transfers to connected accounts draw down."""
+        return self.transfers.balance_minor
+
+    @payout_balance_minor.setter
+    def payout_balance_minor(self, amount_minor: int) -> None:
+        self.transfers.balance_minor = amount_minor
 
     def bill(self, day: date) -> str:
         """The day's settlement report (UTC business day) as CSV text."""
@@ -133,6 +142,9 @@ class CardSimulator:
                 web.get("/v1/payment_intents/{id}", self._endpoint(self._retrieve_intent)),
                 web.post("/v1/refunds", self._endpoint(self._create_refund)),
                 web.get("/v1/refunds", self._endpoint(self._list_refunds)),
+                web.post("/v1/transfers", self._endpoint(self.transfers.create)),
+                web.get("/v1/transfers", self._endpoint(self.transfers.list_transfers)),
+                web.get("/v1/transfers/{id}", self._endpoint(self.transfers.retrieve)),
                 *control_routes(self.settings, self.bill),
             ]
         )

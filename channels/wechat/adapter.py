@@ -1,8 +1,10 @@
 """The WeChat Pay v3 adapter: our orders in the channel's protocol, its answers as replies.
 
 An app payment completes when the user pays in WeChat, so a created order is PENDING and the
-result comes by callback or by query. Every request is signed with the merchant key; every
-answer must carry a valid platform signature, or it is not trusted (UNKNOWN "UNREADABLE").
+result comes by callback or by query. A payout is a merchant transfer batch of one detail: the
+channel takes the batch (PENDING) and pays the detail shortly after, which the query settles.
+Every request is signed with the merchant key; every answer must carry a valid platform
+signature, or it is not trusted (UNKNOWN "UNREADABLE").
 """
 
 from __future__ import annotations
@@ -25,16 +27,33 @@ from channels.base import (
     ErrorClass,
     ErrorCodeMap,
     NoticeAnswer,
+    PayoutOrder,
     RefundOrder,
 )
 from channels.wechat.notices import payment_outcome, read_notice, refund_outcome
+from channels.wechat.payouts import (
+    NO_SUCH_TRANSFER,
+    PAYOUT_ERROR_CODES,
+    batch_ended,
+    batch_taken,
+    detail_path,
+    detail_reply,
+    transfer_batch,
+)
 from channels.wechat.signing import (
     MerchantSigner,
     PlatformVerifier,
     SignatureRejected,
     apiv3_key_bytes,
 )
-from channels.wechat.wire import CREATE_PATH, CURRENCY, QUERY_PATH, REFUND_PATH, RefundStatus
+from channels.wechat.wire import (
+    CREATE_PATH,
+    CURRENCY,
+    QUERY_PATH,
+    REFUND_PATH,
+    TRANSFER_BATCH_PATH,
+    RefundStatus,
+)
 from channels.wechat.wire import TradeState as State
 
 _RETRYABLE, _FINAL, _UNKNOWN = ErrorClass.RETRYABLE, ErrorClass.FINAL, ErrorClass.UNKNOWN
@@ -51,9 +70,11 @@ WECHAT_ERROR_CODES = ErrorCodeMap(
         "NO_AUTH": _RETRYABLE,
         "RULE_LIMIT": _RETRYABLE,
         "FREQUENCY_LIMITED": _RETRYABLE,
-        "NOT_ENOUGH": _RETRYABLE,  # the merchant's balance cannot fund a refund yet
         "ORDER_NOT_EXIST": _RETRYABLE,  # a query: the channel never took the order
         "UNREACHABLE": _RETRYABLE,  # ours: the connection failed, nothing was sent
+        # The merchant's balance cannot fund a refund or a payout: nothing moved, and only
+        # a top-up (then asking again) helps, so no channel should try in its place.
+        "NOT_ENOUGH": _FINAL,
         # The user's payment failed or the order is over: no channel should try again.
         "NOTENOUGH": _FINAL,
         "ACCOUNTERROR": _FINAL,
@@ -74,8 +95,9 @@ WECHAT_ERROR_CODES = ErrorCodeMap(
         "OUT_TRADE_NO_USED": _UNKNOWN,
         "TIMEOUT": _UNKNOWN,
         "UNREADABLE": _UNKNOWN,
-    },
-    absent=frozenset({"ORDER_NOT_EXIST"}),
+    }
+    | dict(PAYOUT_ERROR_CODES),
+    absent=frozenset({"ORDER_NOT_EXIST", NO_SUCH_TRANSFER}),
 )
 
 _APP_PATH = CREATE_PATH.format(trade_type="app")
@@ -165,6 +187,38 @@ class WechatAdapter:
         if answer.status != 200:
             return self._failure(answer)
         return _refund_reply(answer.body)
+
+    async def payout(self, order: PayoutOrder) -> ChannelReply:
+        """Transfer to a payee's WeChat balance (``payee_account`` is the openid, the name is
+        checked by the channel); PENDING once the batch is taken, the batch id as message."""
+        if order.currency != CURRENCY:
+            return ChannelReply(AttemptOutcome.FAILED, code="PARAM_ERROR", message="CNY only")
+        payload = transfer_batch(order, self._appid, self._verifier.public_key)
+        try:
+            answer = await self._call("POST", TRANSFER_BATCH_PATH, payload)
+        except _NoTrustedAnswer as untrusted:
+            return untrusted.reply
+        if answer.status != 200:
+            return self._failure(answer)
+        try:
+            status, batch_id = batch_taken(answer.body)
+        except ValueError:
+            return _unknown("UNREADABLE", "batch lacks its status or id")
+        if batch_ended(status):
+            # Asked again after the transfer ended: its detail tells how.
+            return await self.query_payout(order.payout_id)
+        return ChannelReply(AttemptOutcome.PENDING, message=batch_id)
+
+    async def query_payout(self, payout_id: str) -> ChannelReply:
+        """What became of a payout, by the detail of its batch (FAILED NOT_FOUND when the
+        channel never took it)."""
+        try:
+            answer = await self._call("GET", detail_path(payout_id))
+        except _NoTrustedAnswer as untrusted:
+            return untrusted.reply
+        if answer.status != 200:
+            return self._failure(answer)
+        return detail_reply(answer.body)
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
         """Verify a callback's signature, decrypt its resource and read it (NoticeRefused)."""

@@ -1,11 +1,13 @@
-"""WeChat Pay v3 signatures and callback encryption.
+"""WeChat Pay v3 signatures, callback encryption and sensitive-field encryption.
 
 The merchant signs each request with its RSA key over ``METHOD\\nURL\\ntimestamp\\nnonce\\nbody\\n``
 and names the key by its certificate serial in the ``Authorization`` header. The platform signs
 every response and callback over ``timestamp\\nnonce\\nbody\\n`` and sends the signature in the
 ``Wechatpay-*`` headers. A callback's ``resource`` is sealed with AEAD_AES_256_GCM under the
-merchant's 32-byte APIv3 key. Signatures are made over bytes, never over re-encoded text, so
-that what is verified is exactly what travelled.
+merchant's 32-byte APIv3 key. A sensitive request field (a payee's name) is encrypted with the
+platform's public key, RSA-OAEP with SHA-1, and the request names that key in
+``Wechatpay-Serial``. Signatures are made over bytes, never over re-encoded text, so that what is
+verified is exactly what travelled.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA1, SHA256
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 SKEW_SECONDS = 300
@@ -246,3 +248,29 @@ def decrypt_resource(apiv3_key: bytes, resource: Mapping[str, Any]) -> bytes:
         return AESGCM(apiv3_key).decrypt(nonce, sealed, associated)
     except (KeyError, binascii.Error, InvalidTag, ValueError) as error:
         raise ResourceUnreadable("resource does not decrypt") from error
+
+
+# --- sensitive fields -----------------------------------------------------------------------
+
+# The channel's sensitive-field scheme is RSA/ECB/OAEPWithSHA-1AndMGF1Padding; SHA-1 here is
+# the channel's choice of OAEP hash, not a signature.
+_SENSITIVE_PADDING = OAEP(mgf=MGF1(algorithm=SHA1()), algorithm=SHA1(), label=None)
+
+
+class SensitiveUnreadable(ValueError):
+    """A sensitive field that does not decrypt under the platform key."""
+
+
+def encrypt_sensitive(platform_key: RSAPublicKey, text: str) -> str:
+    """``text`` encrypted for the platform (RSA-OAEP), base64-encoded."""
+    sealed = platform_key.encrypt(text.encode("utf-8"), _SENSITIVE_PADDING)
+    return base64.b64encode(sealed).decode("ascii")
+
+
+def decrypt_sensitive(platform_key: RSAPrivateKey, ciphertext: str) -> str:
+    """Open a sensitive field; raises SensitiveUnreadable."""
+    try:
+        sealed = base64.b64decode(ciphertext, validate=True)
+        return platform_key.decrypt(sealed, _SENSITIVE_PADDING).decode("utf-8")
+    except (binascii.Error, ValueError) as error:
+        raise SensitiveUnreadable("sensitive field does not decrypt") from error

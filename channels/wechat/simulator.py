@@ -4,6 +4,7 @@ It verifies every request's merchant signature (401 SIGN_ERROR otherwise), signs
 with the platform key, creates app and JSAPI trades idempotently on ``out_trade_no``, lets the
 simulated user pay after the set latency, and sends the payment and refund callbacks sealed
 under the APIv3 key on the channel's re-send schedule until the merchant answers 200 or 204.
+Merchant transfers (payouts) to payees are served by the transfer desk in ``transfers``.
 
 The real channel notifies only successful payments; this one also notifies a failed payment
 (event ``TRANSACTION.PAYERROR``) so that a merchant can be tested on both outcomes.
@@ -17,7 +18,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -44,16 +44,24 @@ from channels.wechat.signing import (
     verify_request,
 )
 from channels.wechat.trades import (
+    Answer,
     RefundRequest,
     RequestInvalid,
     TradeRequest,
     WechatTrade,
     callback_envelope,
+    error_answer,
+    json_body,
     parse_refund_request,
     parse_trade_request,
     refund_json,
     refund_notice_json,
     transaction_json,
+)
+from channels.wechat.transfers import (
+    DEFAULT_PAYOUT_BALANCE_MINOR,
+    TransferAccount,
+    TransferDesk,
 )
 from channels.wechat.wire import (
     CREATE_PATH,
@@ -61,6 +69,8 @@ from channels.wechat.wire import (
     REFUND_PATH,
     RESEND_SCHEDULE_SECONDS,
     SHANGHAI,
+    TRANSFER_BATCH_PATH,
+    TRANSFER_DETAIL_PATH,
     TradeState,
 )
 
@@ -86,19 +96,6 @@ class PlatformKeys:
     apiv3_key: bytes | str
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A JSON answer before it is signed."""
-
-    status: int
-    payload: dict[str, Any]
-
-
-def error_answer(status: int, code: str, message: str) -> Answer:
-    """The channel's error body, ``{"code", "message"}``."""
-    return Answer(status, {"code": code, "message": message})
-
-
 Handler = Callable[[web.Request, bytes], Awaitable[Answer]]
 
 
@@ -113,6 +110,7 @@ class WechatSimulator:
         *,
         seed: int = 7,
         clock: Callable[[], datetime] | None = None,
+        payout_balance_minor: int = DEFAULT_PAYOUT_BALANCE_MINOR,
     ) -> None:
         self.merchant = merchant
         self.platform_serial = platform.serial_no
@@ -126,7 +124,22 @@ class WechatSimulator:
         self._clock = clock or (lambda: datetime.now(SHANGHAI))
         self._payments: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        account = TransferAccount(
+            merchant.mchid, merchant.appid, platform.serial_no, platform.private_key
+        )
+        self.transfers = TransferDesk(
+            account, self.behaviour, self._clock, balance_minor=payout_balance_minor
+        )
         self.app = self._application()
+
+    @property
+    def payout_balance_minor(self) -> int:
+        """The merchant's transfer balance in fen, which payouts draw down."""
+        return self.transfers.balance_minor
+
+    @payout_balance_minor.setter
+    def payout_balance_minor(self, value: int) -> None:
+        self.transfers.balance_minor = value
 
     def bill(self, day: date) -> str:
         """The ALL bill of ``day`` (Shanghai time) from the book."""
@@ -138,6 +151,7 @@ class WechatSimulator:
         for task in list(self._payments):
             task.cancel()
         await asyncio.gather(*self._payments, return_exceptions=True)
+        await self.transfers.close()
         await self.notifier.close()
         if self._session is not None:
             await self._session.close()
@@ -147,11 +161,16 @@ class WechatSimulator:
         app = web.Application()
         create_path = CREATE_PATH.format(trade_type="{trade_type:app|jsapi}")
         query_path = QUERY_PATH.format(out_trade_no="{out_trade_no}")
+        detail_path = TRANSFER_DETAIL_PATH.format(
+            out_batch_no="{out_batch_no}", out_detail_no="{out_detail_no}"
+        )
         app.add_routes(
             [
                 web.post(create_path, self._serve(self._create)),
                 web.get(query_path, self._serve(self._query)),
                 web.post(REFUND_PATH, self._serve(self._refund)),
+                web.post(TRANSFER_BATCH_PATH, self._serve(self.transfers.create)),
+                web.get(detail_path, self._serve(self.transfers.detail)),
                 *control_routes(self.settings, self.bill),
             ]
         )
@@ -165,8 +184,10 @@ class WechatSimulator:
 
     def _serve(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
-            await self.behaviour.answer_delay()
+            # The request has arrived before the channel is slow to answer it: a caller that
+            # gives up waiting cannot tell whether it was acted on.
             body = await request.read()
+            await self.behaviour.answer_delay()
             answer = self._admit(request, body) or await handler(request, body)
             return self._signed(answer)
 
@@ -205,7 +226,7 @@ class WechatSimulator:
 
     async def _create(self, request: web.Request, body: bytes) -> Answer:
         try:
-            wanted = parse_trade_request(_json(body), request.match_info["trade_type"].upper())
+            wanted = parse_trade_request(json_body(body), request.match_info["trade_type"].upper())
         except RequestInvalid as error:
             return error_answer(400, "PARAM_ERROR", str(error))
         refused = self._merchant_mismatch(wanted)
@@ -269,7 +290,7 @@ class WechatSimulator:
 
     async def _refund(self, _: web.Request, body: bytes) -> Answer:
         try:
-            wanted = parse_refund_request(_json(body))
+            wanted = parse_refund_request(json_body(body))
         except RequestInvalid as error:
             return error_answer(400, "PARAM_ERROR", str(error))
         trade = self.trades.get(wanted.out_trade_no)
@@ -331,13 +352,6 @@ class WechatSimulator:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=_DELIVERY_TIMEOUT)
         return self._session
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise RequestInvalid("body is not JSON") from error
 
 
 def _repeat_answer(trade: WechatTrade, wanted: TradeRequest) -> Answer:

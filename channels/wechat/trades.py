@@ -24,6 +24,27 @@ class RequestInvalid(ValueError):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A JSON answer before it is signed."""
+
+    status: int
+    payload: dict[str, Any]
+
+
+def error_answer(status: int, code: str, message: str) -> Answer:
+    """The channel's error body, ``{"code", "message"}``."""
+    return Answer(status, {"code": code, "message": message})
+
+
+def json_body(body: bytes) -> Any:
+    """A request's JSON body; raises RequestInvalid."""
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise RequestInvalid("body is not JSON") from error
+
+
+@dataclass(frozen=True)
 class TradeRequest:
     """A merchant's request to create a trade, as read from its JSON body."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -13,6 +14,14 @@ CURRENCY = "CNY"
 CREATE_PATH = "/v3/pay/transactions/{trade_type}"
 QUERY_PATH = "/v3/pay/transactions/out-trade-no/{out_trade_no}"
 REFUND_PATH = "/v3/refund/domestic/refunds"
+# The merchant transfer ("商家转账") batch API: a payout is a batch of one detail.
+TRANSFER_BATCH_PATH = "/v3/transfer/batches"
+TRANSFER_DETAIL_PATH = (
+    "/v3/transfer/batches/out-batch-no/{out_batch_no}/details/out-detail-no/{out_detail_no}"
+)
+# out_batch_no and out_detail_no: letters and digits only, 5 to 32 of them.
+TRANSFER_NO_RULE = re.compile(r"[A-Za-z0-9]{5,32}")
+TRANSFER_TEXT_LIMIT = 32  # batch_name, batch_remark and transfer_remark: at most 32 characters
 
 # The channel re-sends an unacknowledged callback after these many seconds (24 h 4 min in all).
 RESEND_SCHEDULE_SECONDS: tuple[float, ...] = (
@@ -39,6 +48,25 @@ class RefundStatus(StrEnum):
     PROCESSING = "PROCESSING"
     CLOSED = "CLOSED"
     ABNORMAL = "ABNORMAL"
+
+
+class BatchStatus(StrEnum):
+    """A transfer batch's ``batch_status``."""
+
+    ACCEPTED = "ACCEPTED"  # taken; its details are not yet being paid
+    PROCESSING = "PROCESSING"  # its details are being paid
+    FINISHED = "FINISHED"  # every detail ended (SUCCESS or FAIL)
+    CLOSED = "CLOSED"  # closed before its details were paid
+
+
+class DetailStatus(StrEnum):
+    """A transfer detail's ``detail_status``."""
+
+    INIT = "INIT"
+    WAIT_PAY = "WAIT_PAY"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
 
 
 def wechat_time(moment: datetime) -> str:
