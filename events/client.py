@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from aiokafka.structs import RecordMetadata
 
-from events.identity import payment_id_for, refund_id_for
+from events.identity import payment_id_for, payout_id_for, refund_id_for
 from events.money import Money
+from events.payout_records import RequestPayout
 from events.publisher import Publisher
 from events.records import PaymentMethod, RequestPayment, utc_now
 from events.refund_records import RequestRefund
@@ -114,6 +115,39 @@ class PaymentsClient(Publisher):
             topic, value=self._codec.encode(command), key=payment_id.encode()
         )
         return refund_id_for(merchant_id, idempotency_key)
+
+    async def request_payout(
+        self,
+        *,
+        idempotency_key: str,
+        merchant_id: str,
+        channel: str,
+        payee_account: str,
+        payee_name: str,
+        amount: Money,
+        remark: str = "",
+    ) -> str:
+        """Withdraw a merchant's (a shop's or a creator's) money to its account on ``channel``;
+        returns the payout id. Repeating the call with the same key is the same payout."""
+        if not idempotency_key:
+            raise MissingIdempotencyKey("a payout command needs an idempotency key")
+        command = RequestPayout(
+            command_id=str(uuid.uuid4()),
+            idempotency_key=idempotency_key,
+            issued_at=utc_now(),
+            merchant_id=merchant_id,
+            channel=channel,
+            payee_account=payee_account,
+            payee_name=payee_name,
+            amount_minor=amount.amount_minor,
+            currency=amount.currency,
+            remark=remark,
+        )
+        topic = self.topics.payout_commands.name
+        await self._producer.send_and_wait(
+            topic, value=self._codec.encode(command), key=merchant_id.encode()
+        )
+        return payout_id_for(merchant_id, idempotency_key)
 
     async def publish(self, command: RequestPayment) -> PaymentReceipt:
         """Publish a prepared command as it is; the processor, not the client, judges it."""

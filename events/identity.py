@@ -49,3 +49,8 @@ def uuid5_text(name: str) -> str:
 def refund_id_for(merchant_id: str, idempotency_key: str) -> str:
     """The refund id a merchant's refund idempotency key maps to (a repeat is the same refund)."""
     return derived_id("refund", merchant_id, idempotency_key)
+
+
+def payout_id_for(merchant_id: str, idempotency_key: str) -> str:
+    """The payout id a merchant's payout idempotency key maps to (a repeat is the same payout)."""
+    return derived_id("payout", merchant_id, idempotency_key)

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
+from events.payout_records import (
+    PayoutCompleted,
+    PayoutFailed,
+    PayoutRejected,
+    PayoutRouted,
+    RequestPayout,
+)
 from events.records import (
     AvroRecord,
     ChargebackReceived,
@@ -258,6 +265,28 @@ class TopicCatalogue:
             purpose="Refund commands from merchants (PaymentsClient.request_refund).",
             ordering="Per payment.",
         )
+        self.payout_commands = TopicSpec(
+            name=f"{namespace}.payouts.commands",
+            partitions=partitions,
+            retention_ms=7 * DAY_MS,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="merchant_id (UTF-8) of the shop or creator withdrawing, co-partitioned with "
+            "the payout log",
+            records=(RequestPayout,),
+            purpose="Payout commands: shops and creators withdrawing what they earned.",
+            ordering="Per merchant.",
+        )
+        self.payout_events = TopicSpec(
+            name=f"{namespace}.payouts.events",
+            partitions=partitions,
+            retention_ms=FOREVER,
+            cleanup_policy=CleanupPolicy.DELETE,
+            key="merchant_id (UTF-8)",
+            records=(PayoutRouted, PayoutRejected, PayoutCompleted, PayoutFailed),
+            purpose="The payout log: every decision about every payout and its outcome on the "
+            "channel, kept forever.",
+            ordering="Per merchant: a merchant's payouts are in one partition, in order.",
+        )
         self.routing_policies = TopicSpec(
             name=f"{namespace}.routing.policies",
             partitions=1,
@@ -288,6 +317,10 @@ class TopicCatalogue:
         self.routing_captures = _changelog(
             namespace, "routing-captures", partitions, "payment_id", "events", True
         )
+        # A merchant's payouts of the last business days: a payout is checked against them.
+        self.payout_books = _changelog(
+            namespace, "payout-books", partitions, "merchant_id", "payouts.commands", True
+        )
 
     def changelogs(self) -> tuple[TopicSpec, ...]:
         """The processors' state changelogs."""
@@ -298,6 +331,7 @@ class TopicCatalogue:
             self.risk_health,
             self.routing_waiting,
             self.routing_captures,
+            self.payout_books,
         )
 
     def unhurried(self) -> list[str]:
@@ -310,6 +344,8 @@ class TopicCatalogue:
             self.commands,
             self.refund_commands,
             self.events,
+            self.payout_commands,
+            self.payout_events,
             self.merchants,
             self.rulesets,
             self.reviews,

@@ -14,7 +14,7 @@ import time
 
 from events.routing_records import ChannelNotified
 
-Slot = tuple[str, str]  # (payment id, or refund id for a refund's notice; channel)
+Slot = tuple[str, str]  # (payment id, or our refund or payout id; channel)
 
 
 class NoticeBoard:
@@ -28,7 +28,9 @@ class NoticeBoard:
 
     def post(self, notice: ChannelNotified) -> None:
         """A notification came in: wake its waiter or keep it until one asks."""
-        subject = notice.refund_id if notice.kind == "REFUND" and notice.refund_id else None
+        # A refund's or a payout's notice names our refund or payout id in ``refund_id``.
+        named = notice.kind in ("REFUND", "PAYOUT") and notice.refund_id
+        subject = notice.refund_id if named else None
         slot = (subject or notice.payment_id, notice.channel)
         waiter = self._waiting.pop(slot, None)
         if waiter is not None and not waiter.done():

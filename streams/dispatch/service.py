@@ -1,11 +1,11 @@
-"""The dispatcher process: routed payments and refunds off the payment log, through channels.
+"""The dispatcher process: routed payments, refunds and payouts, through their channels.
 
-It is a member of the consumer group ``<ns>.dispatch`` over the payment log. Each
-PaymentRouted starts its payment's dispatch as a task, each RefundRouted its refund's (the
-first routing of either wins: a second, written by a router replaying after a crash, is
-ignored); ChannelNotified records wake the dispatches waiting for them. A partition is
-committed up to its oldest unfinished dispatch, once everything the finished ones emitted is
-acknowledged.
+It is a member of the consumer group ``<ns>.dispatch`` over the payment log and the payout
+log. Each PaymentRouted starts its payment's dispatch as a task, each RefundRouted its
+refund's, each PayoutRouted its payout's (the first routing of each wins: a second, written by
+a router replaying after a crash, is ignored); ChannelNotified records wake the dispatches
+waiting for them. A partition is committed up to its oldest unfinished dispatch, once
+everything the finished ones emitted is acknowledged.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from channels.base import ChannelAdapter
 from events.dead_letters import dead_letter_for_message
+from events.payout_records import PayoutCompleted, PayoutFailed, PayoutRouted
 from events.records import AvroRecord
 from events.refund_records import RefundRouted
 from events.routing_records import ChannelNotified, ChannelObservation, PaymentRouted
@@ -26,11 +27,15 @@ from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
 from streams.dispatch.attempts import PATIENT, DispatchPlan, PaymentDispatcher, SettleTiming
 from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.paying_out import PayoutDispatcher, PayoutPlan
 from streams.dispatch.progress import PartitionProgress
 from streams.dispatch.refunding import RefundDispatcher, RefundPlan
 from streams.engine.kafka import Delivered, ProducerLink, group_consumer
 
 log = logging.getLogger(__name__)
+Partition = tuple[str, int]  # (topic, partition)
+Slot = tuple[str, int, int]  # (topic, partition, offset) of a routing being dispatched
+ROUTINGS = frozenset({PaymentRouted.subject, RefundRouted.subject, PayoutRouted.subject})
 COMMIT_INTERVAL = 1.0
 IDLE_SLEEP = 0.002
 # Routed payments taken per turn of the loop: the rest wait in the consumer.
@@ -72,14 +77,15 @@ class DispatchService:
         self.notices = NoticeBoard()
         self._dispatcher = PaymentDispatcher(adapters, self.notices, self.emit, notify_url, timing)
         self._refunder = RefundDispatcher(adapters, self.notices, self.emit, notify_url, timing)
+        self._payer = PayoutDispatcher(adapters, self.notices, self.emit, timing)
         self._consumer: Consumer = group_consumer(
             bootstrap, f"{catalogue.namespace}.dispatch", session_timeout_ms, self._answered
         )
-        self._progress: dict[int, PartitionProgress] = {}
-        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
-        # Payments being dispatched, by partition: a second routing of one is ignored.
-        self._started: dict[int, set[str]] = {}
-        self._retiring: list[tuple[int, int, int]] = []  # (mark, partition, offset)
+        self._progress: dict[Partition, PartitionProgress] = {}
+        self._tasks: dict[Slot, asyncio.Task[None]] = {}
+        # What is being dispatched, by partition: a second routing of one is ignored.
+        self._started: dict[Partition, set[str]] = {}
+        self._retiring: list[tuple[int, Slot]] = []  # (producer mark, slot)
         self._next_commit = time.monotonic() + COMMIT_INTERVAL
 
     def emit(self, record: AvroRecord) -> int:
@@ -87,6 +93,8 @@ class DispatchService:
         the producer mark that covers it."""
         if isinstance(record, ChannelObservation):
             topic, key = self._topics.routing_feedback.name, record.channel
+        elif isinstance(record, PayoutCompleted | PayoutFailed):
+            topic, key = self._topics.payout_events.name, record.merchant_id
         else:
             topic, key = self._topics.events.name, getattr(record, "payment_id", "")
         self.producer.produce(topic, key.encode(), self._codec.encode(record))
@@ -94,9 +102,8 @@ class DispatchService:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Dispatch until ``stopping`` is set; then finish what is running and commit."""
-        self._consumer.subscribe(
-            [self._topics.events.name], on_assign=self._assigned, on_revoke=self._revoked
-        )
+        topics = [self._topics.events.name, self._topics.payout_events.name]
+        self._consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked)
         try:
             while not stopping.is_set():
                 batch = self._consumer.consume(HELPING, 0)
@@ -131,11 +138,13 @@ class DispatchService:
             log.warning("consumer reports %s", problem)
             return
         message = Delivered.of(raw)
-        progress = self._progress.setdefault(message.partition, PartitionProgress())
+        progress = self._progress.setdefault(
+            (message.topic, message.partition), PartitionProgress()
+        )
         progress.read(message.offset)
         try:
             subject = self._codec.subject_of(message.value)
-            if subject in (PaymentRouted.subject, RefundRouted.subject):
+            if subject in ROUTINGS:
                 self._routed(message, progress)
             elif subject == ChannelNotified.subject:
                 self._notified(message)
@@ -151,12 +160,12 @@ class DispatchService:
         if work is None:
             return
         subject, dispatch = work
-        started = self._started.setdefault(message.partition, set())
+        started = self._started.setdefault((message.topic, message.partition), set())
         if subject in started:
             return  # routed again by a replaying router: the first routing stands
         started.add(subject)
         progress.opened(message.offset)
-        slot = (message.partition, message.offset)
+        slot = (message.topic, message.partition, message.offset)
         task = asyncio.get_running_loop().create_task(self._dispatch(dispatch, subject, slot))
         task.add_done_callback(lambda _: started.discard(subject))
         self._tasks[slot] = task
@@ -169,6 +178,9 @@ class DispatchService:
         if isinstance(routed, RefundRouted):
             refund = RefundPlan.of(routed)
             return routed.refund_id, lambda: self._refunder.dispatch(refund)
+        if isinstance(routed, PayoutRouted):
+            payout = PayoutPlan.of(routed)
+            return routed.payout_id, lambda: self._payer.dispatch(payout)
         return None  # no channel: the router ended the payment itself
 
     def _notified(self, message: Delivered) -> None:
@@ -177,7 +189,7 @@ class DispatchService:
             self.notices.post(notice)
 
     async def _dispatch(
-        self, dispatch: Callable[[], Awaitable[None]], subject: str, slot: tuple[int, int]
+        self, dispatch: Callable[[], Awaitable[None]], subject: str, slot: Slot
     ) -> None:
         while True:
             try:
@@ -190,27 +202,27 @@ class DispatchService:
                 # their records): a bug or an unexpected answer is retried, never skipped.
                 log.exception("dispatch of %s failed; trying again", subject)
                 await asyncio.sleep(RESTART_DELAY)
-        self._retiring.append((self.producer.mark(), *slot))
+        self._retiring.append((self.producer.mark(), slot))
 
     def _retire(self) -> None:
         """Finish the offsets whose dispatch ended and whose events are all acknowledged."""
-        still: list[tuple[int, int, int]] = []
-        for mark, partition, offset in self._retiring:
+        still: list[tuple[int, Slot]] = []
+        for mark, slot in self._retiring:
             if not self.producer.acknowledged(mark):
-                still.append((mark, partition, offset))
+                still.append((mark, slot))
                 continue
-            self._tasks.pop((partition, offset), None)
-            progress = self._progress.get(partition)
+            self._tasks.pop(slot, None)
+            topic, partition, offset = slot
+            progress = self._progress.get((topic, partition))
             if progress is not None:
                 progress.finished(offset)
         self._retiring = still
 
     def _commit(self, wait: bool) -> None:
         self._next_commit = time.monotonic() + COMMIT_INTERVAL
-        topic = self._topics.events.name
         offsets = [
             TopicPartition(topic, partition, position)
-            for partition, progress in self._progress.items()
+            for (topic, partition), progress in self._progress.items()
             if (position := progress.position()) is not None
         ]
         if not offsets:
@@ -234,10 +246,11 @@ class DispatchService:
         self._retire()
         self._commit(wait=True)
         for tp in partitions:
-            self._progress.pop(tp.partition, None)
-            self._started.pop(tp.partition, None)
-            for slot in [slot for slot in self._tasks if slot[0] == tp.partition]:
+            self._progress.pop((tp.topic, tp.partition), None)
+            self._started.pop((tp.topic, tp.partition), None)
+            leaving = [slot for slot in self._tasks if slot[:2] == (tp.topic, tp.partition)]
+            for slot in leaving:
                 self._tasks.pop(slot).cancel()
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("dispatch: partitions %s", sorted(tp.partition for tp in partitions))
+        log.info("dispatch: %s", sorted((tp.topic, tp.partition) for tp in partitions))

@@ -19,6 +19,7 @@ from streams.risk.ruleset import (
     AMOUNT_LIMITS,
     COUNT_LIMITS,
     MAX_DELAY_SECONDS,
+    PAYOUT_LIMITS,
     RATINGS,
     RESERVED_PREFIXES,
     Alert,
@@ -180,14 +181,15 @@ class _Loader:
         rating, name = line.word(1), line.word(2)
         if rating not in RATINGS:
             self.fail(line, 1, f"unknown rating {rating!r}: expected one of {', '.join(RATINGS)}")
-        elif name in AMOUNT_LIMITS:
+        elif name in AMOUNT_LIMITS or name in PAYOUT_LIMITS:
             if self.has_words(line, 5, "limit RATING NAME CURRENCY AMOUNT"):
                 self.amount_limit(line)
         elif name in COUNT_LIMITS:
             if self.has_words(line, 4, "limit RATING NAME COUNT"):
                 self.count_limit(line)
         else:
-            known = ", ".join(AMOUNT_LIMITS) + " or <user|device|ip|account>_payments_<1m|1h|1d>"
+            amounts = ", ".join(AMOUNT_LIMITS + PAYOUT_LIMITS)
+            known = amounts + " or <user|device|ip|account>_payments_<1m|1h|1d>"
             self.fail(line, 2, f"unknown limit {name!r}: expected {known}")
 
     def amount_limit(self, line: _Line) -> None:

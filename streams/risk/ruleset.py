@@ -21,6 +21,8 @@ from streams.risk.features import (
 
 RATINGS = ("A", "B", "C", "D")
 AMOUNT_LIMITS = ("single_payment", "user_daily_amount", "merchant_daily_amount")
+# Limits on what a merchant (a shop or a creator) withdraws: one payout, and a business day's.
+PAYOUT_LIMITS = ("single_payout", "daily_payout")
 COUNT_DIMENSIONS = ("user", "device", "ip", "account")
 COUNT_LIMITS = tuple(f"{dim}_payments_{w}" for dim in COUNT_DIMENSIONS for w in VELOCITY_WINDOWS)
 MAX_DELAY_SECONDS = 24 * 3_600
@@ -28,7 +30,7 @@ MAX_DELAY_SECONDS = 24 * 3_600
 # with them in a decision's explanation.
 RESERVED_PREFIXES = ("limit", "merchant")
 
-_AMOUNT_KEY = re.compile(rf"({'|'.join(AMOUNT_LIMITS)})\.([A-Z]{{3}})")
+_AMOUNT_KEY = re.compile(rf"({'|'.join(AMOUNT_LIMITS + PAYOUT_LIMITS)})\.([A-Z]{{3}})")
 
 Limits = dict[str, int]
 

@@ -4,6 +4,8 @@ One stage, ``routing``, in its own consumer group over the payment log:
 - a PaymentAccepted is remembered (the ``routing-waiting`` store) until risk has decided;
 - refund commands (``refunds.commands``, co-partitioned with the log) are checked against the
   payment's capture and sent back to the channel that captured it (``streams.routing.refunds``);
+- payout commands (``payouts.commands``, keyed by merchant) pass risk control and go to the
+  payee's channel, on the payout log (``streams.routing.payouts``);
 - a RiskAssessed APPROVE, or a RiskHoldResolved that releases a held payment, routes it now:
   PaymentRouted with every candidate and why the winner won (and PaymentFailed when no
   channel can take it); a rejection forgets it;
@@ -23,6 +25,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from events.identity import stage_event_id
+from events.payout_records import (
+    PayoutCompleted,
+    PayoutFailed,
+    PayoutRejected,
+    PayoutRouted,
+    RequestPayout,
+)
 from events.records import (
     AvroRecord,
     CommandDeduplicated,
@@ -53,8 +62,10 @@ from streams.engine.kafka import Delivered
 from streams.engine.outgoing import Outgoing
 from streams.engine.processor import ProcessorSpec
 from streams.engine.store import StateStore
+from streams.risk.state import RiskState
 from streams.routing.decision import RoutingDecision, RoutingRequest, apply_decision, route_payment
 from streams.routing.health import HealthBoard
+from streams.routing.payouts import PayoutDesk
 from streams.routing.policy import RoutingPolicy
 from streams.routing.policy_file import PolicyError, default_policy, parse_policy
 from streams.routing.quotas import QuotaBook
@@ -76,6 +87,8 @@ PASSED_OVER = frozenset(
         PaymentFailed,
         RefundRouted,
         RefundRejected,
+        PayoutRouted,
+        PayoutRejected,
     )
 )
 
@@ -108,9 +121,20 @@ class Router:
         self.waiting = StateStore(catalogue.routing_waiting)
         self.captures = StateStore(catalogue.routing_captures)
         self.refunds = RefundDesk(self.captures, catalogue)
+        # Payouts pass risk control here: the merchants and the live rule set, read whole.
+        self.risk = RiskState()
+        self.payout_books = StateStore(catalogue.payout_books)
+        self.payouts = PayoutDesk(
+            self.payout_books, self.risk, self._payout_channels, zone, catalogue
+        )
         self.reader = BroadcastReader(
             bootstrap,
-            [catalogue.routing_policies, catalogue.routing_feedback],
+            [
+                catalogue.routing_policies,
+                catalogue.routing_feedback,
+                catalogue.merchants,
+                catalogue.rulesets,
+            ],
             codec,
             self.apply_feedback,
             undecodable,
@@ -120,9 +144,14 @@ class Router:
         """The routing stage as a processor; start it once ``reader`` has started."""
         return ProcessorSpec(
             ROUTING,
-            (self.topics.events, self.topics.refund_commands),
+            (
+                self.topics.events,
+                self.topics.refund_commands,
+                self.topics.payout_commands,
+                self.topics.payout_events,
+            ),
             self.on_logged,
-            stores=(self.waiting, self.captures),
+            stores=(self.waiting, self.captures, self.payout_books),
             passed_over=PASSED_OVER,
         )
 
@@ -136,9 +165,23 @@ class Router:
         elif isinstance(record, RiskHoldResolved):
             released = record.resolution is HoldResolution.RELEASED
             return self._route(record.payment_id) if released else self._forget(record.payment_id)
+        elif isinstance(record, RequestPayout | PayoutCompleted | PayoutFailed):
+            return self._on_payout_step(record)
         else:
             return self._on_refund_step(record)
         return []
+
+    def _on_payout_step(self, record: AvroRecord) -> list[Outgoing]:
+        if isinstance(record, RequestPayout):
+            return self.payouts.on_request(record, utc_now())
+        if isinstance(record, PayoutCompleted):
+            self.payouts.on_completed(record)
+        elif isinstance(record, PayoutFailed):
+            self.payouts.on_failed(record)
+        return []
+
+    def _payout_channels(self) -> list[str]:
+        return [name for name, channel in self.policy.channels.items() if channel.enabled]
 
     def _on_refund_step(self, record: AvroRecord) -> list[Outgoing]:
         if isinstance(record, RequestRefund):
@@ -224,6 +267,8 @@ class Router:
             )
         elif isinstance(record, RoutingPolicyPublished):
             self._adopt(record)
+        else:
+            self.risk.apply(record)  # merchants and rule sets, for payouts
 
     def _adopt(self, published: RoutingPolicyPublished) -> None:
         if published.version <= self.published_version:

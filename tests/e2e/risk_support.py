@@ -41,11 +41,16 @@ def scenario_rules(version: int, extra: str = "") -> str:
 
 
 class RiskLog:
-    """Reads the payment log, alerts and merchants topics of a namespace from the start."""
+    """Reads the payment log, alerts, merchants and payout log of a namespace from the start."""
 
     def __init__(self, bootstrap: str, catalogue: TopicCatalogue) -> None:
         self._bootstrap = bootstrap
-        self._specs = [catalogue.events, catalogue.alerts, catalogue.merchants]
+        self._specs = [
+            catalogue.events,
+            catalogue.alerts,
+            catalogue.merchants,
+            catalogue.payout_events,
+        ]
         self._codec = EventCodec(ManifestSchemas())
         self.records: dict[str, AvroRecord] = {}
         self._consumer: AIOKafkaConsumer | None = None

@@ -101,12 +101,14 @@ class RoutedPayments:
         ]
 
 
-async def onboard_and_publish(bootstrap: str, namespace: str, policy_text: str) -> None:
+async def onboard_and_publish(
+    bootstrap: str, namespace: str, policy_text: str, extra_rules: str = ""
+) -> None:
     """An A-rated merchant, generous rules, and the scenario's routing policy."""
     async with RiskClient(bootstrap, namespace=namespace) as risk:
         await risk.apply_merchant(MERCHANT, f"{MERCHANT} Ltd", "games")
         await risk.review_merchant(MERCHANT, "A", "test", "ok")
-        rules = scenario_rules(2)
+        rules = scenario_rules(2, extra_rules)
         await risk.publish_ruleset(2, str(hash(rules)), rules, "test")
     version = int(re.search(r"(?m)^version = (\d+)", policy_text).group(1))  # type: ignore[union-attr]
     async with RoutingClient(bootstrap, namespace=namespace) as routing:

@@ -18,6 +18,7 @@ from channels.card.signing import signature_header
 from channels.fleet import SimulatedFleet
 from events.client import PaymentsClient
 from events.money import Money
+from events.payout_records import PayoutCompleted, PayoutFailed, PayoutRejected
 from events.records import PaymentMethod, PaymentRefunded
 from events.refund_records import RefundRejected, RefundRouted
 from events.routing_client import RoutingClient
@@ -39,7 +40,7 @@ CARD = PaymentMethod.CARD
 AMOUNT = 50_000
 
 
-async def start_scenario(stack_factory, tmp_path: Path, policy: str):
+async def start_scenario(stack_factory, tmp_path: Path, policy: str, extra_rules: str = ""):
     port = free_port()
     fleet = SimulatedFleet(
         settings=quick_settings(),
@@ -56,7 +57,7 @@ async def start_scenario(stack_factory, tmp_path: Path, policy: str):
         }
     )
     env = stack.environment
-    await onboard_and_publish(env.bootstrap, env.namespace, policy)
+    await onboard_and_publish(env.bootstrap, env.namespace, policy, extra_rules)
     stack.start("worker")
     stack.start("dispatcher")
     return fleet, stack
@@ -312,3 +313,65 @@ def _intent_event(event_id: str, payment_id: str, status: str) -> dict:
         "created": int(time.time()),
         "data": {"object": intent},
     }
+
+
+PAYOUT_LIMITS = "limit A single_payout CNY 1000.00\nlimit A daily_payout CNY 1500.00"
+
+
+async def test_payouts_pass_risk_limits_and_are_paid_once_on_the_payees_channel(
+    stack_factory, tmp_path
+):
+    fleet, stack = await start_scenario(stack_factory, tmp_path, policy_text(2), PAYOUT_LIMITS)
+    env = stack.environment
+    balances = {name: fleet[name].simulator.payout_balance_minor for name in fleet.channels}
+    try:
+        async with (
+            PaymentsClient(env.bootstrap, namespace=env.namespace) as client,
+            RiskLog(env.bootstrap, stack.catalogue) as log,
+        ):
+
+            async def pay_out(key: str, channel: str, account: str, amount: int) -> str:
+                return await client.request_payout(
+                    idempotency_key=key,
+                    merchant_id=MERCHANT,
+                    channel=channel,
+                    payee_account=account,
+                    payee_name="Han Meimei",
+                    amount=Money(amount, "CNY"),
+                    remark="earnings",
+                )
+
+            # Paid on each kind of channel (WeChat's batch settles by query); a repeat pays once.
+            paid = [
+                await pay_out("p1", "alipay", "creator@example.com", 50_000),
+                await pay_out("p1", "alipay", "creator@example.com", 50_000),
+                await pay_out("p2", "wechat", "o-creator-openid", 30_000),
+                await pay_out("p3", "card_b", "acct_creator", 10_000),
+            ]
+            assert paid[0] == paid[1]
+            for payout_id in {*paid}:
+                done = await log.one(PayoutCompleted, payout_id=payout_id)
+                assert done.channel_ref, done
+            assert balances["alipay"] - fleet["alipay"].simulator.payout_balance_minor == 50_000
+            assert balances["wechat"] - fleet["wechat"].simulator.payout_balance_minor == 30_000
+            assert balances["card_b"] - fleet["card_b"].simulator.payout_balance_minor == 10_000
+
+            # Risk control: over the single limit, then over what is left of the day's.
+            over = await pay_out("p4", "alipay", "creator@example.com", 100_001)
+            assert (await log.one(PayoutRejected, payout_id=over)).reason_code == (
+                "limit.single_payout"
+            )
+            late = await pay_out("p5", "alipay", "creator@example.com", 60_001)
+            rejected = await log.one(PayoutRejected, payout_id=late)
+            assert rejected.reason_code == "limit.daily_payout" and "60000" in rejected.detail
+
+            # A payee the channel does not know: the payout fails for good, and its amount is
+            # the day's again.
+            lost = await pay_out("p6", "alipay", "missing-creator@example.com", 60_000)
+            failed = await log.one(PayoutFailed, payout_id=lost)
+            assert failed.code == "PAYEE_NOT_EXIST"
+            again = await pay_out("p7", "alipay", "creator@example.com", 60_000)
+            assert (await log.one(PayoutCompleted, payout_id=again)).channel == "alipay"
+    finally:
+        stack.stop()
+        await fleet.stop()

@@ -12,6 +12,7 @@ from channels.base import (
     ErrorClass,
     ErrorCodeMap,
     NoticeAnswer,
+    PayoutOrder,
     RefundOrder,
 )
 
@@ -39,6 +40,8 @@ class ScriptedChannel:
         charges: Sequence[ChannelReply] = (),
         queries: Sequence[ChannelReply] = (),
         refunds: Sequence[ChannelReply] = (),
+        payouts: Sequence[ChannelReply] = (),
+        payout_queries: Sequence[ChannelReply] = (),
     ) -> None:
         self.name = name
         self.error_codes = CODES
@@ -48,6 +51,9 @@ class ScriptedChannel:
         self.charge_calls = 0
         self.query_calls = 0
         self.refund_orders: list[RefundOrder] = []
+        self._payouts = list(payouts)
+        self._payout_queries = list(payout_queries)
+        self.payout_orders: list[PayoutOrder] = []
 
     async def charge(self, order: ChargeOrder) -> ChannelReply:
         self.charge_calls += 1
@@ -60,6 +66,14 @@ class ScriptedChannel:
     async def refund(self, order: RefundOrder) -> ChannelReply:
         self.refund_orders.append(order)
         return self._refunds.pop(0) if len(self._refunds) > 1 else self._refunds[0]
+
+    async def payout(self, order: PayoutOrder) -> ChannelReply:
+        self.payout_orders.append(order)
+        return self._payouts.pop(0) if len(self._payouts) > 1 else self._payouts[0]
+
+    async def query_payout(self, payout_id: str) -> ChannelReply:
+        queue = self._payout_queries
+        return queue.pop(0) if len(queue) > 1 else queue[0]
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
         raise NotImplementedError

@@ -332,7 +332,14 @@ async def test_timeout_is_unknown_and_query_settles_it(simulator_factory, adapte
 
     reply = await impatient.charge(order)
     running.sim.settings.update({"latency_ms": 1.0, "latency_p99_ms": 2.0})
+    # The abandoned charge may still be on its way in (a loaded machine reads it late): until
+    # it lands the channel has no record of it, and asking again is how it is settled.
     settled = await impatient.query(order.order_id)
+    for _ in range(40):
+        if settled.outcome is AttemptOutcome.SUCCEEDED:
+            break
+        await asyncio.sleep(0.05)
+        settled = await impatient.query(order.order_id)
 
     assert (reply.outcome, reply.code) == (AttemptOutcome.UNKNOWN, "TIMEOUT")
     assert settled.outcome is AttemptOutcome.SUCCEEDED

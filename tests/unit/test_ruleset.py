@@ -250,7 +250,8 @@ def test_bad_durations_are_refused(text):
             "limit A single_paymnt CNY 1",
             9,
             "unknown limit 'single_paymnt': expected single_payment, user_daily_amount, "
-            "merchant_daily_amount or <user|device|ip|account>_payments_<1m|1h|1d>",
+            "merchant_daily_amount, single_payout, daily_payout or "
+            "<user|device|ip|account>_payments_<1m|1h|1d>",
         ),
         (
             "limit A single_payment CNY",
@@ -269,7 +270,8 @@ def test_bad_durations_are_refused(text):
             "limit A merchant_payments_1h 5",
             9,
             "unknown limit 'merchant_payments_1h': expected single_payment, user_daily_amount, "
-            "merchant_daily_amount or <user|device|ip|account>_payments_<1m|1h|1d>",
+            "merchant_daily_amount, single_payout, daily_payout or "
+            "<user|device|ip|account>_payments_<1m|1h|1d>",
         ),
         (
             "rule Card reject when amount > 1",
@@ -680,6 +682,7 @@ def test_the_default_rules_use_every_outcome(default_rules):
 def test_the_default_limits_cover_every_rating_currency_and_count(default_rules):
     expected = {f"{name}.{c}" for name in ruleset_module.AMOUNT_LIMITS for c in CURRENCIES}
     expected |= set(COUNT_LIMITS)
+    expected |= {f"{name}.{c}" for name in ruleset_module.PAYOUT_LIMITS for c in ("CNY", "USD")}
     for rating in "ABCD":
         assert set(default_rules.limits_by_rating[rating]) == expected, rating
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
+from events.payout_records import (
+    PayoutCompleted,
+    PayoutFailed,
+    PayoutRejected,
+    PayoutRouted,
+    RequestPayout,
+)
 from events.record_types import RECORD_TYPES
 from events.records import (
     ChargebackReceived,
@@ -194,6 +201,13 @@ def test_topics_carry_the_records_their_consumers_expect():
     assert set(catalogue.risk_outcomes.records) == {MerchantOutcomeBatch, MerchantOutcome}
     assert catalogue.routing_policies.records == (RoutingPolicyPublished,)
     assert catalogue.refund_commands.records == (RequestRefund,)
+    assert catalogue.payout_commands.records == (RequestPayout,)
+    assert set(catalogue.payout_events.records) == {
+        PayoutRouted,
+        PayoutRejected,
+        PayoutCompleted,
+        PayoutFailed,
+    }
     assert set(catalogue.routing_feedback.records) == {ChannelObservation, ChannelUsage}
 
 

@@ -12,6 +12,13 @@ import fastavro
 import pytest
 
 from events.feature_tables import FeatureRequestRows, FeatureSnapshotRows
+from events.payout_records import (
+    PayoutCompleted,
+    PayoutFailed,
+    PayoutRejected,
+    PayoutRouted,
+    RequestPayout,
+)
 from events.record_types import RECORD_TYPES
 from events.records import (
     AvroRecord,
@@ -624,6 +631,82 @@ def _refund_failed() -> RefundFailed:
     )
 
 
+def _request_payout() -> RequestPayout:
+    return RequestPayout(
+        command_id="8e2f1a6b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+        idempotency_key="withdraw-2024-05-01",
+        issued_at=DECIDED_AT,
+        merchant_id="creator-0007",
+        channel="alipay",
+        payee_account="creator7@example.com",
+        payee_name="Li Lei",
+        amount_minor=250_000,
+        currency="CNY",
+        remark="May earnings",
+    )
+
+
+def _payout_routed() -> PayoutRouted:
+    return PayoutRouted(
+        event_id=EVENT_ID,
+        payout_id="po-20240501-0001",
+        occurred_at=DECIDED_AT,
+        merchant_id="creator-0007",
+        command_id="8e2f1a6b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+        channel="alipay",
+        payee_account="creator7@example.com",
+        payee_name="Li Lei",
+        amount_minor=250_000,
+        currency="CNY",
+        remark="May earnings",
+        merchant_rating="B",
+        limits={"single_payout": 5_000_000, "daily_payout": 20_000_000},
+        paid_today_minor=100_000,
+    )
+
+
+def _payout_rejected() -> PayoutRejected:
+    return PayoutRejected(
+        event_id=EVENT_ID,
+        payout_id="po-20240501-0002",
+        occurred_at=DECIDED_AT,
+        merchant_id="creator-0007",
+        command_id="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        amount_minor=30_000_000,
+        currency="CNY",
+        reason_code="limit.daily_payout",
+        detail="only 19650000 is left of today's limit 20000000",
+    )
+
+
+def _payout_completed() -> PayoutCompleted:
+    return PayoutCompleted(
+        event_id=EVENT_ID,
+        payout_id="po-20240501-0001",
+        occurred_at=DECIDED_AT,
+        merchant_id="creator-0007",
+        channel="alipay",
+        channel_ref="20240501110070000006210000012345",
+        amount_minor=250_000,
+        currency="CNY",
+        settled_by="reply",
+    )
+
+
+def _payout_failed() -> PayoutFailed:
+    return PayoutFailed(
+        event_id=EVENT_ID,
+        payout_id="po-20240501-0003",
+        occurred_at=DECIDED_AT,
+        merchant_id="creator-0007",
+        channel="wechat",
+        amount_minor=5_000,
+        currency="CNY",
+        code="NAME_NOT_CORRECT",
+        detail="the payee's name does not match the account",
+    )
+
+
 BUILDERS = {
     RequestPayment: _request_payment,
     PaymentAccepted: _payment_accepted,
@@ -663,6 +746,11 @@ BUILDERS = {
     RefundRouted: _refund_routed,
     RefundRejected: _refund_rejected,
     RefundFailed: _refund_failed,
+    RequestPayout: _request_payout,
+    PayoutRouted: _payout_routed,
+    PayoutRejected: _payout_rejected,
+    PayoutCompleted: _payout_completed,
+    PayoutFailed: _payout_failed,
 }
 
 
