@@ -16,6 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Worker settings that run one processor alone, as the benchmarks measure them.
+RISK_ONLY = {"PAYSTREAM_WORKER_ROLES": '["risk"]'}
+ROUTER_ONLY = {"PAYSTREAM_WORKER_ROLES": '["routing"]'}
+
 
 @dataclass(frozen=True)
 class StackEnvironment:

@@ -24,7 +24,7 @@ from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.stack import StackEnvironment, running_workers
+from paystream.stack import RISK_ONLY, StackEnvironment, running_workers
 from streams.intake import PaymentIntake
 from streams.validation import ValidationPolicy
 
@@ -157,7 +157,8 @@ def run_pipeline_bench(
     commands; several workers share the partitions through their consumer group."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     catalogue = TopicCatalogue(namespace)
-    environment = StackEnvironment(bootstrap, namespace, "sqlite://")
+    # The worker runs risk (intake included) alone: the router would share its loop.
+    environment = StackEnvironment(bootstrap, namespace, "sqlite://", RISK_ONLY)
     asyncio.run(ensure_topics(bootstrap, catalogue))
     asyncio.run(load_commands(bootstrap, catalogue.commands.name, count))
     try:

@@ -34,7 +34,7 @@ from events.wire import EventCodec
 from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import valid_order
-from paystream.stack import ChildProcess, StackEnvironment, running_workers
+from paystream.stack import RISK_ONLY, ChildProcess, StackEnvironment, running_workers
 from streams.engine.kafka import ProducerLink
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.backtest import redecide
@@ -264,7 +264,8 @@ def run_risk_bench(
     engine = engine_rate(max(count, 20_000))
     namespace = f"bench-risk-{uuid.uuid4().hex[:8]}"
     catalogue, relayed = TopicCatalogue(namespace), TopicCatalogue(f"{namespace}-relay")
-    environment = StackEnvironment(bootstrap, namespace, "sqlite://")
+    # The worker runs risk (intake included) alone: the router would share its loop.
+    environment = StackEnvironment(bootstrap, namespace, "sqlite://", RISK_ONLY)
     asyncio.run(ensure_topics(bootstrap, catalogue))
     asyncio.run(ensure_topics(bootstrap, relayed))
     try:

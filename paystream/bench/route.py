@@ -32,7 +32,7 @@ from paystream.bench.pipeline import Rate, load_commands, relay_rate
 from paystream.bench.risk import ZONE, _percentile
 from paystream.config import PaystreamSettings
 from paystream.demo.orders import RECHARGE_TIERS_FEN, valid_order
-from paystream.stack import ChildProcess, StackEnvironment, running_workers
+from paystream.stack import ROUTER_ONLY, ChildProcess, StackEnvironment, running_workers
 from streams.engine.kafka import ProducerLink
 from streams.risk.assessment import assess, feature_requests
 from streams.risk.feature_store import FeatureDesk
@@ -47,7 +47,6 @@ from streams.validation import accept
 DECISIONS_GOAL = 50_000  # decisions/s in-process
 P99_GOAL_MS = 20.0  # added latency at P99_GOAL_RATE payments/s
 P99_GOAL_RATE = 1_000
-ROUTER_ONLY = {"PAYSTREAM_WORKER_ROLES": '["routing"]'}
 # One payment on the log: its key, its PaymentAccepted and its RiskAssessed, encoded.
 Encoded = tuple[bytes, bytes, bytes]
 
