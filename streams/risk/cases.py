@@ -34,6 +34,7 @@ from events.risk_records import (
     RiskHoldResolved,
     RiskOutcome,
 )
+from events.routing_records import PaymentFailed
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from streams.engine.outgoing import Outgoing
@@ -157,12 +158,13 @@ class CaseDesk:
         return outgoing
 
     def on_logged(self, record: AvroRecord) -> list[Outgoing]:
-        """Regroup an outcome others wrote to the payment log (refunds, chargebacks) by merchant.
+        """Regroup an outcome others wrote to the payment log (refunds, chargebacks, channel
+        declines) by merchant.
 
         The desk's own decisions are regrouped as it makes them, so the processor need not
         decode them again when they come back from the log.
         """
-        if not isinstance(record, PaymentRefunded | ChargebackReceived):
+        if not isinstance(record, PaymentRefunded | ChargebackReceived | PaymentFailed):
             return []
         return self._regrouped(record)
 
@@ -309,17 +311,29 @@ def delay_expired(payment_id: str, now_ms: int) -> ReviewDecision:
     )
 
 
+DECLINED_BY_CHANNEL = "DECLINED"
+# The payment-log records a merchant's health counts.
+OUTCOME_RECORDS = (
+    RiskAssessed,
+    RiskHoldResolved,
+    PaymentRefunded,
+    ChargebackReceived,
+    PaymentFailed,
+)
+
+
 def merchant_outcome(record: AvroRecord) -> MerchantOutcome | None:
     """The health counters a payment-log event counts towards, or None for other events."""
-    if not isinstance(
-        record, RiskAssessed | RiskHoldResolved | PaymentRefunded | ChargebackReceived
-    ):
+    if not isinstance(record, OUTCOME_RECORDS):
+        return None
+    kinds = outcome_kinds(record)
+    if not kinds:
         return None
     return MerchantOutcome(
         merchant_id=record.merchant_id,
         payment_id=record.payment_id,
         at_ms=epoch_ms(record.occurred_at),
-        kinds=outcome_kinds(record),
+        kinds=kinds,
         source_event_id=record.event_id,
     )
 
@@ -335,4 +349,7 @@ def outcome_kinds(record: AvroRecord) -> list[str]:
         return ["refunds"]
     if isinstance(record, ChargebackReceived):
         return ["chargebacks"]
+    if isinstance(record, PaymentFailed) and record.reason_code == DECLINED_BY_CHANNEL:
+        # The payer's bank or wallet said no: a decline as much as a risk rejection is.
+        return ["declines"]
     return []

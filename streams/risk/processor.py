@@ -48,7 +48,6 @@ from events.routing_records import (
     ChannelAttemptPending,
     ChannelNotified,
     PaymentCaptured,
-    PaymentFailed,
     PaymentRouted,
 )
 from events.topics import TopicCatalogue
@@ -86,7 +85,6 @@ PASSED_OVER = frozenset(
         ChannelAttemptFailed,
         ChannelNotified,
         PaymentCaptured,
-        PaymentFailed,
         RefundRouted,
         RefundRejected,
         RefundFailed,

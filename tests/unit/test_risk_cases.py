@@ -23,12 +23,19 @@ from events.risk_records import (
     RiskOutcome,
     RuleFiring,
 )
+from events.routing_records import PaymentFailed
 from events.schema_store import ManifestSchemas
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from streams.engine.outgoing import Outgoing
 from streams.risk.assessment import epoch_ms
-from streams.risk.cases import DELAY_TIMER, TIMEOUT_DIMENSION, CaseDesk, NoOpenHold
+from streams.risk.cases import (
+    DELAY_TIMER,
+    TIMEOUT_DIMENSION,
+    CaseDesk,
+    NoOpenHold,
+    merchant_outcome,
+)
 from streams.risk.feature_store import FeatureDesk
 from streams.risk.state import RiskState
 from tests.unit.samples import (
@@ -672,3 +679,19 @@ def test_refunds_and_chargebacks_on_the_log_are_regrouped_by_merchant():
     # Acceptances and the desk's own decisions are not regrouped a second time.
     assert desk.on_logged(accepted) == []
     assert desk.on_logged(assessed_in(Bench().decide(accepted))) == []
+
+
+def test_a_channel_decline_counts_as_a_merchant_decline_and_other_failures_do_not():
+    failed = dict(
+        event_id="e-failed",
+        payment_id="pay-1",
+        occurred_at=ACCEPTED_AT,
+        merchant_id="shop-0042",
+        amount_minor=100,
+        currency="CNY",
+        detail="",
+        channels_tried=["card"],
+    )
+    declined = merchant_outcome(PaymentFailed(**failed, reason_code="DECLINED"))
+    assert declined is not None and declined.kinds == ["declines"]
+    assert merchant_outcome(PaymentFailed(**failed, reason_code="NO_CHANNEL")) is None
