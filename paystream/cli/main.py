@@ -19,6 +19,7 @@ from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.cli.bench import bench_app
 from paystream.cli.broker import bootstrap_or_exit
+from paystream.cli.channels import channels_app
 from paystream.cli.kafka import kafka_app
 from paystream.cli.risk import risk_app
 from paystream.cli.routing import routing_app
@@ -40,6 +41,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures with a baseline.")
 app.add_typer(risk_app, name="risk", help="Risk control: rules, merchants, reviews, backtests.")
 app.add_typer(routing_app, name="routing", help="Routing: policies as data.")
+app.add_typer(channels_app, name="channels", help="Simulated payment channels.")
 console = Console()
 
 
