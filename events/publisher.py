@@ -7,6 +7,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaProducer
 
+from events.records import AvroRecord
 from events.schema_store import ManifestSchemas, SchemaCatalogue
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
@@ -52,3 +53,21 @@ class Publisher:
     async def stop(self) -> None:
         """Flush what is pending and disconnect."""
         await self._producer.stop()
+
+
+class RecordPublisher(Publisher):
+    """Publishes one record per call and returns once all in-sync replicas have it."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        namespace: str = "paystream",
+        schemas: SchemaCatalogue | None = None,
+    ) -> None:
+        # Each call waits for its record, so lingering for a batch would only add latency.
+        super().__init__(bootstrap, namespace=namespace, schemas=schemas, linger_ms=0)
+
+    async def publish(self, topic: str, key: bytes, record: AvroRecord) -> None:
+        """Write one record and wait for the broker to store it."""
+        await self._producer.send_and_wait(topic, value=self._codec.encode(record), key=key)

@@ -13,8 +13,8 @@ from typing import Any
 
 from events.identity import derived_id
 from events.money import Money
-from events.publisher import Publisher
-from events.records import AvroRecord, ChargebackReceived, PaymentRefunded, utc_now
+from events.publisher import RecordPublisher
+from events.records import ChargebackReceived, PaymentRefunded, utc_now
 from events.risk_records import (
     MerchantApplied,
     MerchantDecision,
@@ -26,27 +26,12 @@ from events.risk_records import (
     ReviewVerdict,
     RuleSetPublished,
 )
-from events.schema_store import SchemaCatalogue
 
 RULESET_KEY = b"ruleset"
 
 
-class RiskClient(Publisher):
+class RiskClient(RecordPublisher):
     """Publishes risk-control records; each call returns once all in-sync replicas have it."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        *,
-        namespace: str = "paystream",
-        schemas: SchemaCatalogue | None = None,
-    ) -> None:
-        # Each call waits for its record, so lingering for a batch would only add latency.
-        super().__init__(bootstrap, namespace=namespace, schemas=schemas, linger_ms=0)
-
-    async def publish(self, topic: str, key: bytes, record: AvroRecord) -> None:
-        """Write one record and wait for the broker to store it."""
-        await self._producer.send_and_wait(topic, value=self._codec.encode(record), key=key)
 
     async def apply_merchant(
         self, merchant_id: str, legal_name: str, category: str, region: str | None = None

@@ -5,26 +5,15 @@ from __future__ import annotations
 import hashlib
 
 from events.identity import derived_id
-from events.publisher import Publisher
+from events.publisher import RecordPublisher
 from events.records import utc_now
 from events.routing_records import RoutingPolicyPublished
-from events.schema_store import SchemaCatalogue
 
 POLICY_KEY = b"policy"
 
 
-class RoutingClient(Publisher):
+class RoutingClient(RecordPublisher):
     """Publishes routing records; each call returns once all in-sync replicas have it."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        *,
-        namespace: str = "paystream",
-        schemas: SchemaCatalogue | None = None,
-    ) -> None:
-        # Each call waits for its record, so lingering for a batch would only add latency.
-        super().__init__(bootstrap, namespace=namespace, schemas=schemas, linger_ms=0)
 
     async def publish_policy(self, version: int, text: str, by: str) -> RoutingPolicyPublished:
         """Make a policy version (its file's text, checked by the caller) live."""
@@ -37,8 +26,5 @@ class RoutingClient(Publisher):
             text=text,
             published_by=by,
         )
-        encoded = self._codec.encode(record)
-        await self._producer.send_and_wait(
-            self.topics.routing_policies.name, value=encoded, key=POLICY_KEY
-        )
+        await self.publish(self.topics.routing_policies.name, POLICY_KEY, record)
         return record

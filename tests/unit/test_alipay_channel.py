@@ -52,6 +52,7 @@ from channels.base import (
     RefundOrder,
 )
 from channels.simulator import SimulatorServer, SimulatorSettings, fee_for
+from tests.unit.settling import until_settled
 
 APP_ID = "2021000122600001"
 FAST_RESEND = 0.0002  # the channel's 4 min first re-send becomes 48 ms
@@ -594,16 +595,3 @@ async def test_the_sdk_accepts_the_adapters_signatures(adapter_factory, keys):
     without_type = {name: value for name, value in unsigned.items() if name != "sign_type"}
     assert verifier.verify(dict(without_type), sign_params(without_type, keys.app)) is True
     assert json.loads(params["biz_content"]) == biz
-
-
-async def until_settled(ask):
-    """Ask until the channel answers SUCCEEDED (for 2 s at most). An abandoned request may
-    still be on its way in on a loaded machine; until it lands the channel has no record of it,
-    and asking again is how the dispatcher settles it too."""
-    answer = await ask()
-    for _ in range(40):
-        if answer.outcome is AttemptOutcome.SUCCEEDED:
-            break
-        await asyncio.sleep(0.05)
-        answer = await ask()
-    return answer

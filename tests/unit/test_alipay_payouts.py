@@ -33,6 +33,7 @@ from channels.alipay import (
 from channels.alipay.signing import verify_params
 from channels.base import AttemptOutcome, ErrorClass, PayoutOrder
 from channels.simulator import SimulatorServer, SimulatorSettings
+from tests.unit.settling import until_settled
 
 APP_ID = "2021000122600001"
 PAYEE = "creator@example.com"
@@ -403,16 +404,3 @@ async def test_the_sdk_signs_the_transfer_and_its_query_as_generic_calls(simulat
         sdk.server_api, "alipay.fund.trans.common.query", {"out_biz_no": "po-nobody"}
     )
     assert absent["sub_code"] == "ORDER_NOT_EXIST"
-
-
-async def until_settled(ask):
-    """Ask until the channel answers SUCCEEDED (for 2 s at most). An abandoned request may
-    still be on its way in on a loaded machine; until it lands the channel has no record of it,
-    and asking again is how the dispatcher settles it too."""
-    answer = await ask()
-    for _ in range(40):
-        if answer.outcome is AttemptOutcome.SUCCEEDED:
-            break
-        await asyncio.sleep(0.05)
-        answer = await ask()
-    return answer

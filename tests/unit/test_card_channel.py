@@ -45,6 +45,7 @@ from channels.card import (
 from channels.card.signing import SignatureProblem, signature_header
 from channels.card.simulator import DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
 from channels.simulator import SimulatorServer, SimulatorSettings, fee_for
+from tests.unit.settling import until_settled
 
 FAST = {"latency_ms": 1.0, "latency_p99_ms": 2.0, "notify_delay_ms": 5.0, "retry_scale": 1e-4}
 SETTLEMENT_DAY = datetime(2025, 3, 14, 12, 30, tzinfo=UTC)
@@ -334,12 +335,7 @@ async def test_timeout_is_unknown_and_query_settles_it(simulator_factory, adapte
     running.sim.settings.update({"latency_ms": 1.0, "latency_p99_ms": 2.0})
     # The abandoned charge may still be on its way in (a loaded machine reads it late): until
     # it lands the channel has no record of it, and asking again is how it is settled.
-    settled = await impatient.query(order.order_id)
-    for _ in range(40):
-        if settled.outcome is AttemptOutcome.SUCCEEDED:
-            break
-        await asyncio.sleep(0.05)
-        settled = await impatient.query(order.order_id)
+    settled = await until_settled(lambda: impatient.query(order.order_id))
 
     assert (reply.outcome, reply.code) == (AttemptOutcome.UNKNOWN, "TIMEOUT")
     assert settled.outcome is AttemptOutcome.SUCCEEDED

@@ -26,6 +26,7 @@ from channels.base import AttemptOutcome, ChannelNotice, ErrorClass, NoticeKind,
 from channels.card import CardAdapter, CardSimulator
 from channels.card.simulator import DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
 from channels.simulator import SimulatorServer, SimulatorSettings
+from tests.unit.settling import until_settled
 
 FAST = {"latency_ms": 1.0, "latency_p99_ms": 2.0, "notify_delay_ms": 5.0, "retry_scale": 1e-4}
 PAYEE = "acct_1PayeeCreator7"
@@ -523,16 +524,3 @@ async def test_stripe_sdk_reads_our_transfer_refusals(simulator_factory, stripe_
     assert (nobody.value.code, nobody.value.param) == ("resource_missing", "destination")
     assert json.loads(str(conflict.value.http_body))["error"]["type"] == "idempotency_error"
     assert running.sim.payout_balance_minor == 99
-
-
-async def until_settled(ask):
-    """Ask until the channel answers SUCCEEDED (for 2 s at most). An abandoned request may
-    still be on its way in on a loaded machine; until it lands the channel has no record of it,
-    and asking again is how the dispatcher settles it too."""
-    answer = await ask()
-    for _ in range(40):
-        if answer.outcome is AttemptOutcome.SUCCEEDED:
-            break
-        await asyncio.sleep(0.05)
-        answer = await ask()
-    return answer
