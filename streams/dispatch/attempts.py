@@ -31,12 +31,15 @@ from events.routing_records import (
     ChannelAttemptFailed,
     ChannelAttemptPending,
     ChannelObservation,
+    ChannelUsage,
     PaymentCaptured,
     PaymentFailed,
 )
 from streams.dispatch.notices import NoticeBoard
 
 Emit = Callable[[AvroRecord], object]
+# Who counted a fallback's quota usage (no router skips it as its own).
+DISPATCHER = "dispatcher"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class DispatchPlan:
     subject: str
     channels: tuple[str, ...]
     fees: Mapping[str, int]
+    # The business date its quotas count on; a fallback's use is reported against it (the
+    # router counted the winner when it routed).
+    business_date: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class PaymentDispatcher:
         tried: list[str] = []
         for number, channel in enumerate(plan.channels, start=1):
             tried.append(channel)
+            if number > 1:
+                self._used(plan, number, channel)
             ended = await self._attempt(plan, number, channel)
             if ended.error_class is None:
                 self._captured(plan, number, channel, ended)
@@ -211,6 +219,23 @@ class PaymentDispatcher:
                 timed_out=reply.code == "TIMEOUT",
                 latency_ms=latency_ms,
                 declined=reply.outcome is AttemptOutcome.FAILED and final,
+            )
+        )
+
+    def _used(self, plan: DispatchPlan, number: int, channel: str) -> None:
+        """Feedback for the routers' quotas: a fallback takes the payment too."""
+        if not plan.business_date:
+            return
+        self._emit(
+            ChannelUsage(
+                event_id=derived_id(plan.payment_id, "usage", number),
+                occurred_at=utc_now(),
+                channel=channel,
+                merchant_id=plan.merchant_id,
+                amount_minor=plan.amount_minor,
+                currency=plan.currency,
+                business_date=plan.business_date,
+                router=DISPATCHER,
             )
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -46,6 +47,7 @@ async def _serve(settings: PaystreamSettings, bootstrap: str) -> None:
         settings.notify_url,
         SettleTiming(first_query_s=settings.channel_query_seconds),
         settings.session_timeout_ms,
+        ZoneInfo(settings.business_timezone),
     )
     receiver = NotificationReceiver(adapters, service.producer, service.emit)
     runner = web.AppRunner(receiver.app(), access_log=None)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -33,6 +34,7 @@ from streams.dispatch.refunding import RefundDispatcher, RefundPlan
 from streams.engine.kafka import Delivered, ProducerLink, group_consumer
 
 log = logging.getLogger(__name__)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 Partition = tuple[str, int]  # (topic, partition)
 Slot = tuple[str, int, int]  # (topic, partition, offset) of a routing being dispatched
 ROUTINGS = frozenset({PaymentRouted.subject, RefundRouted.subject, PayoutRouted.subject})
@@ -43,7 +45,7 @@ HELPING = 500
 RESTART_DELAY = 1.0
 
 
-def plan_of(routed: PaymentRouted) -> DispatchPlan:
+def plan_of(routed: PaymentRouted, zone: ZoneInfo = SHANGHAI) -> DispatchPlan:
     """What the dispatcher does with a routing decision: the winner first, then fallbacks."""
     assert routed.channel is not None
     fees = {c.channel: c.fee_minor for c in routed.candidates if c.fee_minor is not None}
@@ -55,6 +57,7 @@ def plan_of(routed: PaymentRouted) -> DispatchPlan:
         subject=f"{routed.merchant_id} order",
         channels=(routed.channel, *routed.fallbacks),
         fees=fees,
+        business_date=routed.occurred_at.astimezone(zone).date().isoformat(),
     )
 
 
@@ -70,8 +73,10 @@ class DispatchService:
         notify_url: Callable[[str], str],
         timing: SettleTiming = PATIENT,
         session_timeout_ms: int = 10_000,
+        zone: ZoneInfo = SHANGHAI,
     ) -> None:
         self._topics = catalogue
+        self._zone = zone
         self._codec = codec
         self.producer = ProducerLink(bootstrap, unhurried=catalogue.unhurried())
         self.notices = NoticeBoard()
@@ -173,7 +178,7 @@ class DispatchService:
     def _work(self, routed: AvroRecord) -> tuple[str, Callable[[], Awaitable[None]]] | None:
         """What a routing asks for: (the payment or refund id, its dispatch), or None."""
         if isinstance(routed, PaymentRouted) and routed.channel is not None:
-            plan = plan_of(routed)
+            plan = plan_of(routed, self._zone)
             return routed.payment_id, lambda: self._dispatcher.dispatch(plan)
         if isinstance(routed, RefundRouted):
             refund = RefundPlan.of(routed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from channels.base import AttemptOutcome, ChannelReply
 from events.records import AvroRecord, utc_now
@@ -11,6 +12,7 @@ from events.routing_records import (
     ChannelAttemptPending,
     ChannelNotified,
     ChannelObservation,
+    ChannelUsage,
     PaymentCaptured,
     PaymentFailed,
 )
@@ -170,3 +172,20 @@ async def test_every_charge_call_is_observed_for_the_routers():
     await dispatcher.dispatch(plan_factory("card"))
     (observed,) = [e for e in emitted if isinstance(e, ChannelObservation)]
     assert observed.channel == "card" and observed.timed_out and not observed.succeeded
+
+
+async def test_a_fallback_counts_against_its_own_quota_and_the_winner_is_left_to_the_router():
+    emitted: list[AvroRecord] = []
+    card = ScriptedChannel("card", [ChannelReply(AttemptOutcome.FAILED, code="busy")])
+    card_b = ScriptedChannel("card_b", [SUCCESS])
+    dispatcher = PaymentDispatcher(
+        {"card": card, "card_b": card_b}, NoticeBoard(), emitted.append, lambda c: ""
+    )
+    plan = dataclasses.replace(plan_factory("card", "card_b"), business_date="2024-05-01")
+    await dispatcher.dispatch(plan)
+    (usage,) = [e for e in emitted if isinstance(e, ChannelUsage)]
+    assert (usage.channel, usage.amount_minor, usage.business_date) == (
+        "card_b",
+        1999,
+        "2024-05-01",
+    )
