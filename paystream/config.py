@@ -82,6 +82,12 @@ class PaystreamSettings(BaseSettings):
         default_factory=lambda: ["risk", "routing"],
         description='The processors a worker runs, e.g. ["risk"] or ["routing"] (JSON list).',
     )
+    routing_max_age_seconds: int = Field(
+        default=900,
+        gt=0,
+        description="A payment cleared by risk longer ago than this expires instead of being "
+        "routed (a router reaching old history, a backlog after a long outage).",
+    )
     channels_file: Path | None = Field(
         default=None,
         description="The channels' credentials (JSON); unset means <home>/channels.json.",

@@ -105,7 +105,8 @@ def _roles(
         roles.append((risk.reader, risk.spec()))
     if "routing" in settings.worker_roles:
         zone = ZoneInfo(settings.business_timezone)
-        router = Router(catalogue, codec, bootstrap, zone, undecodable)
+        max_age_ms = settings.routing_max_age_seconds * 1000
+        router = Router(catalogue, codec, bootstrap, zone, undecodable, max_age_ms=max_age_ms)
         roles.append((router.reader, router.spec()))
     return roles
 

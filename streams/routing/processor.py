@@ -74,6 +74,10 @@ from streams.routing.refunds import RefundDesk
 log = logging.getLogger(__name__)
 
 ROUTING = "routing"
+# A payment cleared by risk longer ago than this is not charged when the router reaches it: the
+# user and the merchant's app gave up on it long since.
+DEFAULT_MAX_AGE_MS = 15 * 60 * 1000
+EXPIRED = "EXPIRED"
 # Payment-log records the router never reads: decoded by nobody here, skipped by subject.
 PASSED_OVER = frozenset(
     cls.subject
@@ -109,9 +113,11 @@ class Router:
         zone: ZoneInfo,
         undecodable: Undecodable,
         policy: RoutingPolicy | None = None,
+        max_age_ms: int = DEFAULT_MAX_AGE_MS,
     ) -> None:
         self.topics = catalogue
         self.zone = zone
+        self.max_age_ms = max_age_ms
         self.policy = policy or default_policy()
         self.health = HealthBoard(self.policy.health)
         self.quotas = QuotaBook()
@@ -164,7 +170,9 @@ class Router:
             return self._on_assessed(record)
         elif isinstance(record, RiskHoldResolved):
             released = record.resolution is HoldResolution.RELEASED
-            return self._route(record.payment_id) if released else self._forget(record.payment_id)
+            if not released:
+                return self._forget(record.payment_id)
+            return self._route(record.payment_id, record.occurred_at)
         elif isinstance(record, RequestPayout | PayoutCompleted | PayoutFailed):
             return self._on_payout_step(record)
         else:
@@ -203,7 +211,7 @@ class Router:
 
     def _on_assessed(self, assessed: RiskAssessed) -> list[Outgoing]:
         if assessed.outcome is RiskOutcome.APPROVE:
-            return self._route(assessed.payment_id)
+            return self._route(assessed.payment_id, assessed.occurred_at)
         if assessed.outcome is RiskOutcome.REJECT:
             return self._forget(assessed.payment_id)
         return []  # held: routed when released
@@ -212,12 +220,16 @@ class Router:
         self.waiting.pop(payment_id, None)
         return []
 
-    def _route(self, payment_id: str) -> list[Outgoing]:
+    def _route(self, payment_id: str, cleared_at: datetime) -> list[Outgoing]:
+        """Route a payment risk let through at ``cleared_at``; one cleared too long ago (a
+        router reading old history, a backlog after a long outage) expires uncharged."""
         row = self.waiting.pop(payment_id, None)
         if row is None:
             return []  # routed already (a redelivery), or never accepted here
         now = utc_now()
         at_ms = epoch_ms(now)
+        if at_ms - epoch_ms(cleared_at) > self.max_age_ms:
+            return [self._logged(expired_event(_request(row), cleared_at, now))]
         decision = route_payment(_request(row), self.policy, self.health, self.quotas, at_ms)
         apply_decision(decision, self.health, self.quotas, at_ms)
         routed = routed_event(decision, now)
@@ -314,6 +326,21 @@ def _candidate(row: dict[str, Any]) -> RouteCandidate:
         latency_ms=row.get("latency_ms"),
         eliminated=None if eliminated is None else str(eliminated),
         note=str(row.get("reason") or ""),
+    )
+
+
+def expired_event(request: RoutingRequest, cleared_at: datetime, now: datetime) -> PaymentFailed:
+    """The end of a payment cleared too long ago to charge now."""
+    return PaymentFailed(
+        event_id=stage_event_id(request.payment_id, "failed"),
+        payment_id=request.payment_id,
+        occurred_at=now,
+        merchant_id=request.merchant_id,
+        amount_minor=request.amount_minor,
+        currency=request.currency,
+        reason_code=EXPIRED,
+        detail=f"cleared by risk at {cleared_at.isoformat()}, too long ago to charge now",
+        channels_tried=[],
     )
 
 

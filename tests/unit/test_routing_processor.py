@@ -47,11 +47,11 @@ def message(record: AvroRecord) -> Delivered:
     return Delivered("unit.payments.events", 0, 7, 0, b"key", CODEC.encode(record))
 
 
-def assessed(payment_id: str, outcome: RiskOutcome) -> RiskAssessed:
+def assessed(payment_id: str, outcome: RiskOutcome, at: datetime | None = None) -> RiskAssessed:
     return RiskAssessed(
         event_id=f"assessed-{payment_id}",
         payment_id=payment_id,
-        occurred_at=AT,
+        occurred_at=at or utc_now(),
         merchant_id="shop-0042",
         order_id="ORD1",
         user_id="u1",
@@ -74,7 +74,7 @@ def resolved(payment_id: str, resolution: HoldResolution) -> RiskHoldResolved:
     return RiskHoldResolved(
         event_id=f"resolved-{payment_id}",
         payment_id=payment_id,
-        occurred_at=AT,
+        occurred_at=utc_now(),
         merchant_id="shop-0042",
         amount_minor=64800,
         currency="CNY",
@@ -217,3 +217,13 @@ def _default_text() -> str:
     from importlib import resources
 
     return resources.files("streams.routing").joinpath("default.policy.toml").read_text()
+
+
+def test_a_payment_cleared_too_long_ago_expires_uncharged():
+    router = router_factory()
+    accepted = payment_accepted(channel=None)
+    out = feed(router, accepted, assessed(accepted.payment_id, RiskOutcome.APPROVE, at=AT))
+    assert routed_of(out) == [], "no channel is asked"
+    (failed,) = out
+    assert isinstance(failed, PaymentFailed) and failed.reason_code == "EXPIRED"
+    assert accepted.payment_id not in router.waiting
