@@ -110,10 +110,7 @@ class PaymentsClient(Publisher):
             currency=amount.currency,
             reason=reason,
         )
-        topic = self.topics.refund_commands.name
-        await self._producer.send_and_wait(
-            topic, value=self._codec.encode(command), key=payment_id.encode()
-        )
+        await self._stored(self.topics.refund_commands.name, payment_id.encode(), command)
         return refund_id_for(merchant_id, idempotency_key)
 
     async def request_payout(
@@ -143,10 +140,7 @@ class PaymentsClient(Publisher):
             currency=amount.currency,
             remark=remark,
         )
-        topic = self.topics.payout_commands.name
-        await self._producer.send_and_wait(
-            topic, value=self._codec.encode(command), key=merchant_id.encode()
-        )
+        await self._stored(self.topics.payout_commands.name, merchant_id.encode(), command)
         return payout_id_for(merchant_id, idempotency_key)
 
     async def publish(self, command: RequestPayment) -> PaymentReceipt:

@@ -57,3 +57,12 @@ async def read_history(
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
+
+
+async def published_versions(bootstrap: str, spec: TopicSpec, codec: EventCodec) -> list[int]:
+    """The versions published on a topic of versioned documents (rule sets, routing policies)."""
+    return [
+        int(getattr(record, "version"))  # noqa: B009 (every record of these topics has one)
+        async for record in read_history(bootstrap, spec, codec)
+        if isinstance(record, spec.records)
+    ]

@@ -54,6 +54,10 @@ class Publisher:
         """Flush what is pending and disconnect."""
         await self._producer.stop()
 
+    async def _stored(self, topic: str, key: bytes, record: AvroRecord) -> None:
+        """Write one record and wait for the broker to store it."""
+        await self._producer.send_and_wait(topic, value=self._codec.encode(record), key=key)
+
 
 class RecordPublisher(Publisher):
     """Publishes one record per call and returns once all in-sync replicas have it."""
@@ -70,4 +74,4 @@ class RecordPublisher(Publisher):
 
     async def publish(self, topic: str, key: bytes, record: AvroRecord) -> None:
         """Write one record and wait for the broker to store it."""
-        await self._producer.send_and_wait(topic, value=self._codec.encode(record), key=key)
+        await self._stored(topic, key, record)

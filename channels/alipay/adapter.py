@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -170,8 +171,9 @@ class AlipayAdapter:
         return await self._call(TRANSFER_QUERY, biz, transfer_query_reply)
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
-        """Verify and decode a notification form; raises NoticeRefused with the reason."""
-        return read_trade_notice(body, self.app_id, self._channel_key)
+        """Verify and decode a notification form; raises NoticeRefused with the reason. The
+        notice names this adapter's channel (two channels may share the kind)."""
+        return replace(read_trade_notice(body, self.app_id, self._channel_key), channel=self.name)
 
     def acknowledge(self) -> NoticeAnswer:
         """The body ``success`` is the only answer that stops the re-sends."""

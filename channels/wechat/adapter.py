@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -221,8 +221,10 @@ class WechatAdapter:
         return detail_reply(answer.body)
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
-        """Verify a callback's signature, decrypt its resource and read it (NoticeRefused)."""
-        return read_notice(self._verifier, self._apiv3_key, headers, body)
+        """Verify a callback's signature, decrypt its resource and read it (NoticeRefused). The
+        notice names this adapter's channel (two channels may share the kind)."""
+        notice = read_notice(self._verifier, self._apiv3_key, headers, body)
+        return replace(notice, channel=self.name)
 
     def acknowledge(self) -> NoticeAnswer:
         """204 with no body: the channel stops re-sending."""

@@ -14,10 +14,10 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from events.history import read_history
+from events.history import published_versions, read_history
 from events.money import Money
 from events.risk_client import RiskClient
-from events.risk_records import RiskAssessed, RuleSetPublished
+from events.risk_records import RiskAssessed
 from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
@@ -79,12 +79,9 @@ def rules_check(path: Path) -> None:
 
 async def _published_versions(settings: PaystreamSettings, bootstrap: str) -> list[int]:
     spec = TopicCatalogue(settings.namespace).rulesets
-    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
-    return [
-        record.version
-        async for record in read_history(bootstrap, spec, codec)
-        if isinstance(record, RuleSetPublished)
-    ]
+    return await published_versions(
+        bootstrap, spec, EventCodec(schema_catalogue(settings.schema_registry_url))
+    )
 
 
 @rules_app.command("publish")

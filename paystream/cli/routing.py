@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from events.history import read_history
+from events.history import published_versions
 from events.routing_client import RoutingClient
 from events.routing_records import RoutingPolicyPublished
 from events.schema_store import schema_catalogue
@@ -51,12 +51,9 @@ def policy_check(path: Path) -> None:
 
 async def _published_versions(settings: PaystreamSettings, bootstrap: str) -> list[int]:
     spec = TopicCatalogue(settings.namespace).routing_policies
-    codec = EventCodec(schema_catalogue(settings.schema_registry_url))
-    return [
-        record.version
-        async for record in read_history(bootstrap, spec, codec)
-        if isinstance(record, RoutingPolicyPublished)
-    ]
+    return await published_versions(
+        bootstrap, spec, EventCodec(schema_catalogue(settings.schema_registry_url))
+    )
 
 
 @policy_app.command("publish")

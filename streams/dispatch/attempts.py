@@ -26,7 +26,7 @@ from channels.base import (
     ErrorClass,
 )
 from events.identity import derived_id
-from events.records import AvroRecord, utc_now
+from events.records import utc_now
 from events.routing_records import (
     ChannelAttemptFailed,
     ChannelAttemptPending,
@@ -36,8 +36,8 @@ from events.routing_records import (
     PaymentFailed,
 )
 from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.settling import PATIENT, Emit, SettleTiming, clear_failure, settle
 
-Emit = Callable[[AvroRecord], object]
 # Who counted a fallback's quota usage (no router skips it as its own).
 DISPATCHER = "dispatcher"
 
@@ -56,17 +56,6 @@ class DispatchPlan:
     # The business date its quotas count on; a fallback's use is reported against it (the
     # router counted the winner when it routed).
     business_date: str = ""
-
-
-@dataclass(frozen=True)
-class SettleTiming:
-    """How patiently an unclear attempt is settled."""
-
-    first_query_s: float = 0.5  # wait this long for a notification before the first query
-    longest_query_s: float = 30.0  # queries back off to this interval, never further
-
-
-PATIENT = SettleTiming()
 
 
 @dataclass(frozen=True)
@@ -157,24 +146,21 @@ class PaymentDispatcher:
         """Wait for the channel to say what happened: a notification of success ends it; until
         one comes, the channel is asked with backing-off queries."""
         self._pending(plan, number, adapter.name, reply)
-        wait = self._timing.first_query_s
-        while True:
-            notice = await self._notices.wait(plan.payment_id, adapter.name, wait)
-            if notice is not None and notice.outcome == AttemptOutcome.SUCCEEDED:
-                captured = ChannelReply(AttemptOutcome.SUCCEEDED, notice.channel_ref)
-                return _Ended(captured, "notification", None)
-            answer = await self._ask(adapter, order)
-            if answer is not None:
-                error_class = (
-                    None
-                    if answer.outcome is AttemptOutcome.SUCCEEDED
-                    else (adapter.error_codes.classify(answer.code))
-                )
-                return _Ended(answer, "query", error_class)
-            wait = min(wait * 2, self._timing.longest_query_s)
+        codes = adapter.error_codes
+        settled = await settle(
+            reply,
+            lambda: self._ask(adapter, order),
+            lambda answer: clear_failure(codes, answer),
+            self._notices,
+            (plan.payment_id, adapter.name),
+            self._timing,
+        )
+        answer = settled.reply
+        captured = answer.outcome is AttemptOutcome.SUCCEEDED
+        return _Ended(answer, settled.settled_by, None if captured else codes.classify(answer.code))
 
-    async def _ask(self, adapter: ChannelAdapter, order: ChargeOrder) -> ChannelReply | None:
-        """The channel's clear answer about the order, or None while it is still unclear."""
+    async def _ask(self, adapter: ChannelAdapter, order: ChargeOrder) -> ChannelReply:
+        """What the channel says of the order now."""
         answer = await adapter.query(order.order_id)
         if answer.outcome is AttemptOutcome.FAILED and adapter.error_codes.means_absent(
             answer.code
@@ -182,12 +168,8 @@ class PaymentDispatcher:
             # The order never reached the channel, or has not yet: the same charge again is
             # made now or answered from the record the late one left. It cannot capture twice,
             # and moving to another channel instead could.
-            answer = await adapter.charge(order)
-        if answer.outcome is AttemptOutcome.SUCCEEDED:
-            return answer
-        failed = answer.outcome is AttemptOutcome.FAILED
-        clear = failed and adapter.error_codes.classify(answer.code) is not ErrorClass.UNKNOWN
-        return answer if clear else None
+            return await adapter.charge(order)
+        return answer
 
     def _order(self, plan: DispatchPlan, channel: str) -> ChargeOrder:
         return ChargeOrder(

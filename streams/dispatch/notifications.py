@@ -16,7 +16,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -75,9 +74,7 @@ class NotificationReceiver:
             return web.json_response({"error": "no such channel"}, status=404)
         body = await request.read()
         try:
-            # The channel is the one whose endpoint was called: two channels of one kind (two
-            # card acquirers) share an adapter class but not a name.
-            notice = replace(adapter.read_notice(request.headers, body), channel=adapter.name)
+            notice = adapter.read_notice(request.headers, body)
         except NoticeRefused as refused:
             log.warning("%s notification refused: %s", adapter.name, refused.reason)
             return _response(adapter.refuse(refused.reason))

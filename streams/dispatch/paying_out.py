@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from channels.base import AttemptOutcome, ChannelAdapter, ChannelReply, ErrorClass, PayoutOrder
+from channels.base import AttemptOutcome, ChannelAdapter, ChannelReply, PayoutOrder
 from events.identity import derived_id
 from events.payout_records import PayoutCompleted, PayoutFailed, PayoutRouted
 from events.records import utc_now
-from streams.dispatch.attempts import PATIENT, Emit, SettleTiming
 from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.settling import PATIENT, Emit, SettleTiming, clear_failure, settle
 
 
 @dataclass(frozen=True)
@@ -62,27 +62,25 @@ class PayoutDispatcher:
         if adapter is None:
             self._failed(plan, ChannelReply(AttemptOutcome.FAILED, code="NO_ADAPTER"))
             return
-        reply, settled_by = await adapter.payout(plan.order), "reply"
-        wait = self._timing.first_query_s
-        while True:
-            if reply.outcome is AttemptOutcome.SUCCEEDED:
-                self._completed(plan, reply.channel_ref, settled_by)
-                return
-            if reply.outcome is AttemptOutcome.FAILED and _clear(adapter, reply):
-                self._failed(plan, reply)
-                return
-            notice = await self._notices.wait(plan.payout_id, plan.channel, wait)
-            if notice is not None and notice.outcome == AttemptOutcome.SUCCEEDED:
-                self._completed(plan, notice.channel_ref, "notification")
-                return
-            reply, settled_by = await self._ask(adapter, plan), "query"
-            wait = min(wait * 2, self._timing.longest_query_s)
+        codes = adapter.error_codes
+        settled = await settle(
+            await adapter.payout(plan.order),
+            lambda: self._ask(adapter, plan),
+            # A code for a missing record is no answer: the payout is sent again instead.
+            lambda reply: clear_failure(codes, reply) and not codes.means_absent(reply.code),
+            self._notices,
+            (plan.payout_id, plan.channel),
+            self._timing,
+        )
+        if settled.reply.outcome is AttemptOutcome.SUCCEEDED:
+            self._completed(plan, settled.reply.channel_ref, settled.settled_by)
+        else:
+            self._failed(plan, settled.reply)
 
     async def _ask(self, adapter: ChannelAdapter, plan: PayoutPlan) -> ChannelReply:
         answer = await adapter.query_payout(plan.payout_id)
-        if answer.outcome is AttemptOutcome.FAILED and adapter.error_codes.means_absent(
-            answer.code
-        ):
+        failed = answer.outcome is AttemptOutcome.FAILED
+        if failed and adapter.error_codes.means_absent(answer.code):
             # Never reached the channel, or not yet: the same payout again is made now or
             # answered from the record the late one left.
             return await adapter.payout(plan.order)
@@ -117,11 +115,3 @@ class PayoutDispatcher:
                 detail=reply.message,
             )
         )
-
-
-def _clear(adapter: ChannelAdapter, reply: ChannelReply) -> bool:
-    """A failure whose code says nothing moved; a code for a missing record is not one (the
-    payout is sent again instead)."""
-    code = reply.code
-    known = adapter.error_codes.classify(code) is not ErrorClass.UNKNOWN
-    return known and not adapter.error_codes.means_absent(code)

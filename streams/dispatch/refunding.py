@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from channels.base import AttemptOutcome, ChannelAdapter, ChannelReply, ErrorClass, RefundOrder
+from channels.base import AttemptOutcome, ChannelAdapter, ChannelReply, RefundOrder
 from events.identity import derived_id
 from events.records import PaymentRefunded, utc_now
 from events.refund_records import RefundFailed, RefundRouted
-from streams.dispatch.attempts import PATIENT, Emit, SettleTiming
 from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.settling import PATIENT, Emit, SettleTiming, clear_failure, settle
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,19 @@ class RefundDispatcher:
         if adapter is None:
             self._failed(plan, ChannelReply(AttemptOutcome.FAILED, code="NO_ADAPTER"))
             return
-        order = self._order(plan)
-        wait = self._timing.first_query_s
-        while True:
-            reply = await adapter.refund(order)
-            if reply.outcome is AttemptOutcome.SUCCEEDED:
-                self._refunded(plan, reply.channel_ref)
-                return
-            if reply.outcome is AttemptOutcome.FAILED and _clear(adapter, reply):
-                self._failed(plan, reply)
-                return
-            notice = await self._notices.wait(plan.refund_id, plan.channel, wait)
-            if notice is not None and notice.outcome == AttemptOutcome.SUCCEEDED:
-                self._refunded(plan, notice.channel_ref)
-                return
-            wait = min(wait * 2, self._timing.longest_query_s)
+        order, codes = self._order(plan), adapter.error_codes
+        settled = await settle(
+            await adapter.refund(order),
+            lambda: adapter.refund(order),
+            lambda reply: clear_failure(codes, reply),
+            self._notices,
+            (plan.refund_id, plan.channel),
+            self._timing,
+        )
+        if settled.reply.outcome is AttemptOutcome.SUCCEEDED:
+            self._refunded(plan, settled.reply.channel_ref)
+        else:
+            self._failed(plan, settled.reply)
 
     def _order(self, plan: RefundPlan) -> RefundOrder:
         return RefundOrder(
@@ -127,8 +125,3 @@ class RefundDispatcher:
                 detail=reply.message,
             )
         )
-
-
-def _clear(adapter: ChannelAdapter, reply: ChannelReply) -> bool:
-    """A failure whose code says nothing moved (any class but UNKNOWN)."""
-    return adapter.error_codes.classify(reply.code) is not ErrorClass.UNKNOWN

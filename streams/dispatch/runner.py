@@ -20,9 +20,9 @@ from events.schema_store import schema_catalogue
 from events.topics import TopicCatalogue
 from events.wire import EventCodec
 from paystream.config import PaystreamSettings
-from streams.dispatch.attempts import SettleTiming
 from streams.dispatch.notifications import NotificationReceiver
 from streams.dispatch.service import DispatchService
+from streams.dispatch.settling import SettleTiming
 
 log = logging.getLogger(__name__)
 

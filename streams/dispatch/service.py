@@ -26,11 +26,12 @@ from events.refund_records import RefundRouted
 from events.routing_records import ChannelNotified, ChannelObservation, PaymentRouted
 from events.topics import TopicCatalogue
 from events.wire import DecodeError, EventCodec
-from streams.dispatch.attempts import PATIENT, DispatchPlan, PaymentDispatcher, SettleTiming
+from streams.dispatch.attempts import DispatchPlan, PaymentDispatcher
 from streams.dispatch.notices import NoticeBoard
 from streams.dispatch.paying_out import PayoutDispatcher, PayoutPlan
 from streams.dispatch.progress import PartitionProgress
 from streams.dispatch.refunding import RefundDispatcher, RefundPlan
+from streams.dispatch.settling import PATIENT, SettleTiming
 from streams.engine.kafka import Delivered, ProducerLink, group_consumer
 
 log = logging.getLogger(__name__)

@@ -118,7 +118,6 @@ class RoutingDecision(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """The decision as plain JSON-able data, every candidate with its reason."""
-        order = {name: rank for rank, name in enumerate(self.ranked)}
         return {
             "payment_id": self.request.payment_id,
             "channel": self.channel,
@@ -128,8 +127,13 @@ class RoutingDecision(NamedTuple):
             "rule": self.rule,
             "fallbacks": list(self.fallbacks),
             "policy_version": self.policy_version,
-            "candidates": [self._candidate_dict(c, order.get(c.channel)) for c in self.candidates],
+            "candidates": self.candidate_rows(),
         }
+
+    def candidate_rows(self) -> list[dict[str, Any]]:
+        """Every candidate as plain data: its fee, success rate, latency, rank and reason."""
+        order = {name: rank for rank, name in enumerate(self.ranked)}
+        return [self._candidate_dict(c, order.get(c.channel)) for c in self.candidates]
 
     @property
     def ranked(self) -> tuple[str, ...]:

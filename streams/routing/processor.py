@@ -313,7 +313,7 @@ def routed_event(decision: RoutingDecision, now: datetime) -> PaymentRouted:
         reason_code=str(decision.reason),
         reason=decision.explanation,
         policy_version=decision.policy_version,
-        candidates=[_candidate(row) for row in decision.to_dict()["candidates"]],
+        candidates=[_candidate(row) for row in decision.candidate_rows()],
     )
 
 
@@ -331,22 +331,18 @@ def _candidate(row: dict[str, Any]) -> RouteCandidate:
 
 def expired_event(request: RoutingRequest, cleared_at: datetime, now: datetime) -> PaymentFailed:
     """The end of a payment cleared too long ago to charge now."""
-    return PaymentFailed(
-        event_id=stage_event_id(request.payment_id, "failed"),
-        payment_id=request.payment_id,
-        occurred_at=now,
-        merchant_id=request.merchant_id,
-        amount_minor=request.amount_minor,
-        currency=request.currency,
-        reason_code=EXPIRED,
-        detail=f"cleared by risk at {cleared_at.isoformat()}, too long ago to charge now",
-        channels_tried=[],
-    )
+    detail = f"cleared by risk at {cleared_at.isoformat()}, too long ago to charge now"
+    return _unrouted(request, EXPIRED, detail, now)
 
 
 def unroutable_event(decision: RoutingDecision, now: datetime) -> PaymentFailed:
     """The end of a payment no channel can take."""
-    request = decision.request
+    return _unrouted(decision.request, str(decision.reason), decision.explanation, now)
+
+
+def _unrouted(
+    request: RoutingRequest, reason_code: str, detail: str, now: datetime
+) -> PaymentFailed:
     return PaymentFailed(
         event_id=stage_event_id(request.payment_id, "failed"),
         payment_id=request.payment_id,
@@ -354,8 +350,8 @@ def unroutable_event(decision: RoutingDecision, now: datetime) -> PaymentFailed:
         merchant_id=request.merchant_id,
         amount_minor=request.amount_minor,
         currency=request.currency,
-        reason_code=str(decision.reason),
-        detail=decision.explanation,
+        reason_code=reason_code,
+        detail=detail,
         channels_tried=[],
     )
 

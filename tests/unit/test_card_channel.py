@@ -109,7 +109,7 @@ def charge_order(amount: int = 1999, currency: str = "USD", order_id: str = "") 
         amount_minor=amount,
         currency=currency,
         subject="Roasted coffee beans",
-        notify_url="https://merchant.invalid/notify",
+        notify_url="http://127.0.0.1:9/notify",
     )
 
 

@@ -16,8 +16,9 @@ from events.routing_records import (
     PaymentCaptured,
     PaymentFailed,
 )
-from streams.dispatch.attempts import DispatchPlan, PaymentDispatcher, SettleTiming
+from streams.dispatch.attempts import DispatchPlan, PaymentDispatcher
 from streams.dispatch.notices import NoticeBoard
+from streams.dispatch.settling import SettleTiming
 from tests.unit.scripted_channels import (
     NOT_FOUND,
     PENDING,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from channels.base import AttemptOutcome, ChannelReply, PayoutOrder
 from events.payout_records import PayoutCompleted, PayoutFailed
 from events.records import AvroRecord
-from streams.dispatch.attempts import SettleTiming
 from streams.dispatch.notices import NoticeBoard
 from streams.dispatch.paying_out import PayoutDispatcher, PayoutPlan
+from streams.dispatch.settling import SettleTiming
 from tests.unit.scripted_channels import NOT_FOUND, PENDING, SUCCESS, TIMEOUT, ScriptedChannel
 
 PLAN = PayoutPlan(

@@ -8,9 +8,9 @@ from channels.base import AttemptOutcome, ChannelReply
 from events.records import AvroRecord, PaymentRefunded, utc_now
 from events.refund_records import RefundFailed
 from events.routing_records import ChannelNotified
-from streams.dispatch.attempts import SettleTiming
 from streams.dispatch.notices import NoticeBoard
 from streams.dispatch.refunding import RefundDispatcher, RefundPlan
+from streams.dispatch.settling import SettleTiming
 from tests.unit.scripted_channels import PENDING, SUCCESS, TIMEOUT, ScriptedChannel
 
 PLAN = RefundPlan(
